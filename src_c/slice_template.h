@@ -1,0 +1,106 @@
+/* Per-slice building blocks shared by the softmax and cross-entropy kernels,
+ * instantiated once per dtype: include after defining REAL (element type),
+ * ACC (accumulator type: double for both dtypes), SUF (name suffix) and EXP
+ * (the matching vexp.h function).  All are always inlined so that each ISA
+ * clone of a caller gets its own vector code.
+ *
+ * Reductions keep FSM_LANES independent partial results combined in a fixed
+ * order at the end: the compiler vectorises them without reassociating, and
+ * the result is the same on every ISA and every thread count. */
+#include <math.h>
+#include <stddef.h>
+
+#include "dispatch.h"
+#include "vexp.h"
+
+#ifndef FSM_LANES
+#define FSM_LANES 16
+#endif
+
+#define FSM_SLICE(name) FSM_CAT(name##_, SUF)
+
+/* Keeps the compiler from unrolling a loop over the lanes into scalar code it
+ * then fails to vectorise: as a loop it becomes one or two vector operations. */
+#ifndef FSM_LANE_LOOP
+#define FSM_LANE_LOOP _Pragma("GCC unroll 1")
+#endif
+
+/* Largest entry, ignoring NaN (which the callers propagate through exp);
+ * -inf for a slice of NaN and -inf only. */
+FSM_ALWAYS_INLINE REAL FSM_SLICE(fsm_slice_max)(const REAL *x, ptrdiff_t n)
+{
+    REAL lane[FSM_LANES];
+    for (int k = 0; k < FSM_LANES; k++) lane[k] = (REAL)-INFINITY;
+    ptrdiff_t i = 0;
+    for (; i + FSM_LANES <= n; i += FSM_LANES)
+        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] = x[i + k] > lane[k] ? x[i + k] : lane[k];
+    REAL m = (REAL)-INFINITY;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    for (int k = 0; k < FSM_LANES; k++) m = lane[k] > m ? lane[k] : m;
+    return m;
+}
+
+FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_combine_lanes)(ACC *lane)
+{
+    for (int width = FSM_LANES / 2; width > 0; width /= 2)
+        for (int k = 0; k < width; k++) lane[k] += lane[k + width];
+    return lane[0];
+}
+
+FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_slice_sum)(const REAL *x, ptrdiff_t n)
+{
+    ACC lane[FSM_LANES] = {0};
+    ptrdiff_t i = 0;
+    for (; i + FSM_LANES <= n; i += FSM_LANES)
+        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)x[i + k];
+    for (int k = 0; i < n; i++, k++) lane[k] += (ACC)x[i];
+    return FSM_SLICE(fsm_combine_lanes)(lane);
+}
+
+/* sum(exp(x)) of an already shifted slice. */
+FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_slice_sum_exp)(const REAL *x, ptrdiff_t n)
+{
+    ACC lane[FSM_LANES] = {0};
+    ptrdiff_t i = 0;
+    for (; i + FSM_LANES <= n; i += FSM_LANES)
+        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)EXP(x[i + k]);
+    for (int k = 0; i < n; i++, k++) lane[k] += (ACC)EXP(x[i]);
+    return FSM_SLICE(fsm_combine_lanes)(lane);
+}
+
+FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_slice_dot)(const REAL *a, const REAL *b, ptrdiff_t n)
+{
+    ACC lane[FSM_LANES] = {0};
+    ptrdiff_t i = 0;
+    for (; i + FSM_LANES <= n; i += FSM_LANES)
+        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)a[i + k] * (ACC)b[i + k];
+    for (int k = 0; i < n; i++, k++) lane[k] += (ACC)a[i] * (ACC)b[i];
+    return FSM_SLICE(fsm_combine_lanes)(lane);
+}
+
+/* out[i] = exp(x[i] - shift); out may be x. */
+FSM_ALWAYS_INLINE void FSM_SLICE(fsm_exp_shifted)(const REAL *x, REAL *out, ptrdiff_t n, REAL shift)
+{
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = EXP(x[i] - shift);
+}
+
+FSM_ALWAYS_INLINE void FSM_SLICE(fsm_scale)(REAL *x, ptrdiff_t n, REAL factor)
+{
+    for (ptrdiff_t i = 0; i < n; i++) x[i] *= factor;
+}
+
+/* Index of the largest entry, the first one on ties; a NaN counts as larger
+ * than everything (the first NaN wins), as numpy.argmax. */
+FSM_ALWAYS_INLINE ptrdiff_t FSM_SLICE(fsm_slice_argmax)(const REAL *x, ptrdiff_t n, ptrdiff_t stride)
+{
+    ptrdiff_t best = 0;
+    REAL best_value = x[0];
+    for (ptrdiff_t i = 1; i < n && best_value == best_value; i++) {
+        REAL v = x[i * stride];
+        if (v > best_value || v != v) {
+            best = i;
+            best_value = v;
+        }
+    }
+    return best;
+}
