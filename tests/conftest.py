@@ -1,0 +1,38 @@
+"""Shared test inputs: arrays of every layout the API promises to handle."""
+import numpy as np
+import pytest
+
+RNG_SEED = 20261125
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(RNG_SEED)
+
+
+def layouts(a):
+    """(name, array) pairs holding the values of `a` in different memory layouts:
+    C order, Fortran order, a strided view, a reversed (negative-stride) view."""
+    yield "C", np.ascontiguousarray(a)
+    yield "F", np.asfortranarray(a)
+    padded = np.zeros(tuple(2 * s for s in a.shape), a.dtype)
+    view = padded[tuple(slice(None, None, 2) for _ in a.shape)]
+    view[...] = a
+    yield "strided", view
+    reversed_ = np.ascontiguousarray(a[tuple(slice(None, None, -1) for _ in a.shape)])
+    yield "negative", reversed_[tuple(slice(None, None, -1) for _ in a.shape)]
+
+
+def ulp_close(actual, expected, ulps, dtype):
+    """Assert |actual - expected| <= ulps * eps(dtype) * max(|expected|, tiny)."""
+    finfo = np.finfo(dtype)
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    scale = np.maximum(np.abs(expected), finfo.tiny)
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(actual[~finite & ~np.isnan(expected)],
+                                  expected[~finite & ~np.isnan(expected)])
+    with np.errstate(invalid="ignore"):
+        err = np.abs(actual - expected)[finite] / scale[finite]
+    assert err.size == 0 or err.max() <= ulps * finfo.eps, f"max error {err.max() / finfo.eps:.2f} ulp"
