@@ -12,6 +12,7 @@
  * slice reduces in a fixed order, whatever the thread split. */
 #include "slice_template.h"
 #include "stream.h"
+#include "transpose.h"
 
 #define FSM_SHORT_ROW 64        /* rows shorter than this are done as slabs */
 #define FSM_SLAB 128            /* columns per slab when inner > 1 */
@@ -28,15 +29,6 @@ typedef struct {
     ptrdiff_t blocks_per_outer;
     int stream;        /* write the result with streaming stores */
 } FSM_K(fsm_slices);
-
-/* rows x cols (row-major) -> cols x rows (row-major).  The outer loop runs
- * down the columns: measured faster than along the rows on x86-64. */
-FSM_ALWAYS_INLINE void FSM_K(fsm_transpose)(const REAL *src, REAL *dst, ptrdiff_t rows,
-                                            ptrdiff_t cols)
-{
-    for (ptrdiff_t i = 0; i < cols; i++)
-        for (ptrdiff_t r = 0; r < rows; r++) dst[i * rows + r] = src[r * cols + i];
-}
 
 /* Asks for the next row while this one is computed, so that the max pass
  * does not stall on memory. */
@@ -75,14 +67,14 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_prefetch)(const REAL *p, ptrdiff_t n)
         for (ptrdiff_t t = t0; t < t1; t++) {                                                 \
             const ptrdiff_t r0 = t * c->block;                                                \
             const ptrdiff_t rows = c->outer - r0 < c->block ? c->outer - r0 : c->block;       \
-            FSM_K(fsm_transpose)(c->a + r0 * n, ta, rows, n);                                 \
-            if (c->b) FSM_K(fsm_transpose)(c->b + r0 * n, tb, rows, n);                       \
+            FSM_CAT(fsm_transpose_, SUF)(c->a + r0 * n, ta, rows, n);                                 \
+            if (c->b) FSM_CAT(fsm_transpose_, SUF)(c->b + r0 * n, tb, rows, n);                       \
             FSM_K(OP##_slab)(ta, tb, ta, n, rows, rows);                                      \
             if (c->stream) {                                                                  \
-                FSM_K(fsm_transpose)(ta, tb, n, rows);                                        \
+                FSM_CAT(fsm_transpose_, SUF)(ta, tb, n, rows);                                        \
                 FSM_CAT(fsm_stream_copy_, SUF)(c->out + r0 * n, tb, rows * n);                \
             } else {                                                                          \
-                FSM_K(fsm_transpose)(ta, c->out + r0 * n, n, rows);                           \
+                FSM_CAT(fsm_transpose_, SUF)(ta, c->out + r0 * n, n, rows);                           \
             }                                                                                 \
         }                                                                                     \
         if (c->stream) fsm_stream_fence();                                                    \
