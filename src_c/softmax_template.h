@@ -10,14 +10,16 @@
  *    done there and copied back, so a row of 10 never runs a loop of 10.
  * Results larger than the caches go out through streaming stores.  Every
  * slice reduces in a fixed order, whatever the thread split. */
+#include <stdlib.h>
+
 #include "slice_template.h"
 #include "stream.h"
 #include "transpose.h"
 
 #define FSM_SHORT_ROW 64        /* rows shorter than this are done as slabs */
 #define FSM_SLAB 128            /* columns per slab when inner > 1 */
-#define FSM_SCRATCH 4096        /* elements of a scratch slab of short rows */
-#define FSM_ROW_SCRATCH 32768   /* longest row that is streamed through scratch */
+#define FSM_SCRATCH 2048        /* elements of a scratch slab of short rows (on the stack) */
+#define FSM_ROW_SCRATCH 32768   /* longest row streamed through a scratch row (kept in L2) */
 
 #define FSM_K(name) FSM_CAT(name##_, SUF)
 
@@ -46,14 +48,15 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_prefetch)(const REAL *p, ptrdiff_t n)
         const FSM_K(fsm_slices) *c = ctx;                                                     \
         const ptrdiff_t n = c->n;                                                             \
         const REAL *b = c->b;                                                                 \
-        if (c->stream && n <= FSM_ROW_SCRATCH) {                                              \
-            REAL scratch[FSM_ROW_SCRATCH];                                                    \
+        REAL *scratch = c->stream && n <= FSM_ROW_SCRATCH ? malloc(n * sizeof *scratch) : NULL; \
+        if (scratch) {                                                                        \
             for (ptrdiff_t r = r0; r < r1; r++) {                                             \
                 if (r + 1 < r1) FSM_K(fsm_prefetch)(c->a + (r + 1) * n, n);                   \
                 FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, scratch, n);              \
                 FSM_CAT(fsm_stream_copy_, SUF)(c->out + r * n, scratch, n);                   \
             }                                                                                 \
             fsm_stream_fence();                                                               \
+            free(scratch);                                                                    \
             return;                                                                           \
         }                                                                                     \
         for (ptrdiff_t r = r0; r < r1; r++)                                                   \
