@@ -42,74 +42,74 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_prefetch)(const REAL *p, ptrdiff_t n)
 /* Defines the range functions that the threads run for operation OP, from
  * OP_row(a, b, out, n) and OP_slab(a, b, out, n, w, si), and OP_run, which
  * splits the work among threads. */
-#define FSM_DEFINE_RUN(OP)                                                                    \
-    FSM_HOT static void FSM_K(OP##_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)              \
-    {                                                                                         \
-        const FSM_K(fsm_slices) *c = ctx;                                                     \
-        const ptrdiff_t n = c->n;                                                             \
-        const REAL *b = c->b;                                                                 \
-        REAL *scratch = c->stream && n <= FSM_ROW_SCRATCH ? malloc(n * sizeof *scratch) : NULL; \
-        if (scratch) {                                                                        \
-            for (ptrdiff_t r = r0; r < r1; r++) {                                             \
-                if (r + 1 < r1) FSM_K(fsm_prefetch)(c->a + (r + 1) * n, n);                   \
-                FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, scratch, n);              \
-                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r * n, scratch, n);                   \
-            }                                                                                 \
-            fsm_stream_fence();                                                               \
-            free(scratch);                                                                    \
-            return;                                                                           \
-        }                                                                                     \
-        for (ptrdiff_t r = r0; r < r1; r++)                                                   \
-            FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, c->out + r * n, n);           \
-    }                                                                                         \
-    FSM_HOT static void FSM_K(OP##_short_rows)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)        \
-    {                                                                                         \
-        const FSM_K(fsm_slices) *c = ctx;                                                     \
-        const ptrdiff_t n = c->n;                                                             \
-        REAL ta[FSM_SCRATCH], tb[FSM_SCRATCH];                                                \
-        for (ptrdiff_t t = t0; t < t1; t++) {                                                 \
-            const ptrdiff_t r0 = t * c->block;                                                \
-            const ptrdiff_t rows = c->outer - r0 < c->block ? c->outer - r0 : c->block;       \
-            FSM_CAT(fsm_transpose_, SUF)(c->a + r0 * n, ta, rows, n);                                 \
-            if (c->b) FSM_CAT(fsm_transpose_, SUF)(c->b + r0 * n, tb, rows, n);                       \
-            FSM_K(OP##_slab)(ta, tb, ta, n, rows, rows);                                      \
-            if (c->stream) {                                                                  \
-                FSM_CAT(fsm_transpose_, SUF)(ta, tb, n, rows);                                        \
-                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r0 * n, tb, rows * n);                \
-            } else {                                                                          \
-                FSM_CAT(fsm_transpose_, SUF)(ta, c->out + r0 * n, n, rows);                           \
-            }                                                                                 \
-        }                                                                                     \
-        if (c->stream) fsm_stream_fence();                                                    \
-    }                                                                                         \
-    FSM_HOT static void FSM_K(OP##_columns)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)           \
-    {                                                                                         \
-        const FSM_K(fsm_slices) *c = ctx;                                                     \
-        for (ptrdiff_t t = t0; t < t1; t++) {                                                 \
-            const ptrdiff_t o = t / c->blocks_per_outer;                                      \
-            const ptrdiff_t j0 = (t % c->blocks_per_outer) * c->block;                        \
-            const ptrdiff_t w = c->inner - j0 < c->block ? c->inner - j0 : c->block;          \
-            const ptrdiff_t offset = o * c->n * c->inner + j0;                                \
-            FSM_K(OP##_slab)(c->a + offset, c->b ? c->b + offset : NULL, c->out + offset,     \
-                             c->n, w, c->inner);                                              \
-        }                                                                                     \
-    }                                                                                         \
-    static void FSM_K(OP##_run)(FSM_K(fsm_slices) * c, int max_threads)                      \
-    {                                                                                         \
-        const ptrdiff_t n = c->n;                                                             \
-        c->stream = c->outer * n * c->inner * (ptrdiff_t)sizeof(REAL) >= FSM_STREAM_BYTES;    \
-        if (c->inner == 1 && n >= FSM_SHORT_ROW) {                                            \
-            fsm_parallel_for(c->outer, n, max_threads, FSM_K(OP##_rows), c);                  \
-        } else if (c->inner == 1) {                                                           \
-            c->block = FSM_SCRATCH / n / 16 * 16;                                             \
-            fsm_parallel_for((c->outer + c->block - 1) / c->block, n * c->block, max_threads, \
-                             FSM_K(OP##_short_rows), c);                                      \
-        } else {                                                                              \
-            c->block = FSM_SLAB;                                                              \
-            c->blocks_per_outer = (c->inner + FSM_SLAB - 1) / FSM_SLAB;                       \
-            fsm_parallel_for(c->outer * c->blocks_per_outer, n * FSM_SLAB, max_threads,       \
-                             FSM_K(OP##_columns), c);                                         \
-        }                                                                                     \
+#define FSM_DEFINE_RUN(OP)                                                                        \
+    FSM_HOT static void FSM_K(OP##_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)                   \
+    {                                                                                             \
+        const FSM_K(fsm_slices) *c = ctx;                                                         \
+        const ptrdiff_t n = c->n;                                                                 \
+        const REAL *b = c->b;                                                                     \
+        REAL *scratch = c->stream && n <= FSM_ROW_SCRATCH ? malloc(n * sizeof *scratch) : NULL;   \
+        if (scratch) {                                                                            \
+            for (ptrdiff_t r = r0; r < r1; r++) {                                                 \
+                if (r + 1 < r1) FSM_K(fsm_prefetch)(c->a + (r + 1) * n, n);                       \
+                FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, scratch, n);                  \
+                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r * n, scratch, n);                       \
+            }                                                                                     \
+            fsm_stream_fence();                                                                   \
+            free(scratch);                                                                        \
+            return;                                                                               \
+        }                                                                                         \
+        for (ptrdiff_t r = r0; r < r1; r++)                                                       \
+            FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, c->out + r * n, n);               \
+    }                                                                                             \
+    FSM_HOT static void FSM_K(OP##_short_rows)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)             \
+    {                                                                                             \
+        const FSM_K(fsm_slices) *c = ctx;                                                         \
+        const ptrdiff_t n = c->n;                                                                 \
+        REAL ta[FSM_SCRATCH], tb[FSM_SCRATCH];                                                    \
+        for (ptrdiff_t t = t0; t < t1; t++) {                                                     \
+            const ptrdiff_t r0 = t * c->block;                                                    \
+            const ptrdiff_t rows = c->outer - r0 < c->block ? c->outer - r0 : c->block;           \
+            FSM_CAT(fsm_transpose_, SUF)(c->a + r0 * n, ta, rows, n);                             \
+            if (c->b) FSM_CAT(fsm_transpose_, SUF)(c->b + r0 * n, tb, rows, n);                   \
+            FSM_K(OP##_slab)(ta, tb, ta, n, rows, rows);                                          \
+            if (c->stream) {                                                                      \
+                FSM_CAT(fsm_transpose_, SUF)(ta, tb, n, rows);                                    \
+                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r0 * n, tb, rows * n);                    \
+            } else {                                                                              \
+                FSM_CAT(fsm_transpose_, SUF)(ta, c->out + r0 * n, n, rows);                       \
+            }                                                                                     \
+        }                                                                                         \
+        if (c->stream) fsm_stream_fence();                                                        \
+    }                                                                                             \
+    FSM_HOT static void FSM_K(OP##_columns)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)                \
+    {                                                                                             \
+        const FSM_K(fsm_slices) *c = ctx;                                                         \
+        for (ptrdiff_t t = t0; t < t1; t++) {                                                     \
+            const ptrdiff_t o = t / c->blocks_per_outer;                                          \
+            const ptrdiff_t j0 = (t % c->blocks_per_outer) * c->block;                            \
+            const ptrdiff_t w = c->inner - j0 < c->block ? c->inner - j0 : c->block;              \
+            const ptrdiff_t offset = o * c->n * c->inner + j0;                                    \
+            FSM_K(OP##_slab)(c->a + offset, c->b ? c->b + offset : NULL, c->out + offset,         \
+                             c->n, w, c->inner);                                                  \
+        }                                                                                         \
+    }                                                                                             \
+    static void FSM_K(OP##_run)(FSM_K(fsm_slices) * c, int max_threads)                           \
+    {                                                                                             \
+        const ptrdiff_t n = c->n;                                                                 \
+        c->stream = c->outer * n * c->inner * (ptrdiff_t)sizeof(REAL) >= FSM_STREAM_BYTES;        \
+        if (c->inner == 1 && n >= FSM_SHORT_ROW) {                                                \
+            fsm_parallel_for(c->outer, n, max_threads, FSM_K(OP##_rows), c);                      \
+        } else if (c->inner == 1) {                                                               \
+            c->block = FSM_SCRATCH / n / 16 * 16;                                                 \
+            fsm_parallel_for((c->outer + c->block - 1) / c->block, n * c->block, max_threads,     \
+                             FSM_K(OP##_short_rows), c);                                          \
+        } else {                                                                                  \
+            c->block = FSM_SLAB;                                                                  \
+            c->blocks_per_outer = (c->inner + FSM_SLAB - 1) / FSM_SLAB;                           \
+            fsm_parallel_for(c->outer * c->blocks_per_outer, n * FSM_SLAB, max_threads,           \
+                             FSM_K(OP##_columns), c);                                             \
+        }                                                                                         \
     }
 
 /* Element i of slice j in a slab. */
