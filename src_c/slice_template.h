@@ -91,7 +91,8 @@ FSM_ALWAYS_INLINE void FSM_SLICE(fsm_scale)(REAL *x, ptrdiff_t n, REAL factor)
 }
 
 /* Index of the largest entry, the first one on ties; a NaN counts as larger
- * than everything (the first NaN wins), as numpy.argmax. */
+ * than everything (the first NaN wins), as numpy.argmax.  Strided: one
+ * element at a time. */
 FSM_ALWAYS_INLINE ptrdiff_t FSM_SLICE(fsm_slice_argmax)(const REAL *x, ptrdiff_t n, ptrdiff_t stride)
 {
     ptrdiff_t best = 0;
@@ -104,4 +105,32 @@ FSM_ALWAYS_INLINE ptrdiff_t FSM_SLICE(fsm_slice_argmax)(const REAL *x, ptrdiff_t
         }
     }
     return best;
+}
+
+/* The same for a contiguous slice, in two vector passes: the max (NaN if
+ * there is one), then a search for its first occurrence that tests
+ * FSM_LANES entries at a time. */
+FSM_ALWAYS_INLINE ptrdiff_t FSM_SLICE(fsm_row_argmax)(const REAL *x, ptrdiff_t n)
+{
+    REAL lane[FSM_LANES];
+    for (int k = 0; k < FSM_LANES; k++) lane[k] = (REAL)-INFINITY;
+    ptrdiff_t i = 0;
+    for (; i + FSM_LANES <= n; i += FSM_LANES)
+        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) {
+            REAL v = x[i + k];
+            lane[k] = v > lane[k] || v != v ? v : lane[k]; /* once NaN, stays NaN */
+        }
+    REAL m = (REAL)-INFINITY;
+    for (; i < n; i++) m = x[i] > m || x[i] != x[i] ? x[i] : m;
+    for (int k = 0; k < FSM_LANES; k++) m = lane[k] > m || lane[k] != lane[k] ? lane[k] : m;
+    const int nan = m != m;
+    for (i = 0; i + FSM_LANES <= n; i += FSM_LANES) {
+        int hit = 0;
+        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++)
+            hit |= nan ? x[i + k] != x[i + k] : x[i + k] == m;
+        if (hit) break;
+    }
+    for (; i < n; i++)
+        if (nan ? x[i] != x[i] : x[i] == m) return i;
+    return 0; /* not reached: the max, or a NaN, is somewhere */
 }

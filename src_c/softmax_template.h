@@ -201,7 +201,7 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_hardmax_row)(const REAL *x, const REAL *unused,
                                               ptrdiff_t n)
 {
     (void)unused;
-    const ptrdiff_t best = FSM_SLICE(fsm_slice_argmax)(x, n, 1);
+    const ptrdiff_t best = FSM_SLICE(fsm_row_argmax)(x, n);
     for (ptrdiff_t i = 0; i < n; i++) out[i] = 0;
     out[best] = 1;
 }
