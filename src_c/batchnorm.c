@@ -1,0 +1,139 @@
+/* Batch-normalization kernels: the dtype-independent plan and merges, then
+ * one template instantiated for float and double (accumulating in double). */
+#include "batchnorm.h"
+
+#include <stdlib.h>
+
+#include "dispatch.h"
+#include "parallel.h"
+
+/* Features whose runs are shorter than this are reduced as columns: the
+ * array is seen as (outer, C*inner) rows and loops run across a row. */
+#define FSM_BN_RUN_MIN 32
+#define FSM_BN_TILE 256          /* columns per task in the column layout */
+#define FSM_BN_BLOCK 16384       /* values per task, about */
+#define FSM_BN_CHUNK 4096        /* values of a run reduced in one two-pass step */
+#define FSM_BN_LANES 16
+
+/* Keeps GCC from unrolling a loop over the lanes into scalar code. */
+#define FSM_BN_LANE_LOOP _Pragma("GCC unroll 1")
+
+/* How a reduction is split into tasks; depends only on the shape, never on
+ * the thread count, so every partial result and its merge order are fixed.
+ * Column layout: task (block b, tile k) covers rows [b*rows, ...) and columns
+ * [k*FSM_BN_TILE, ...) of the (outer, width) matrix.  Run layout: task
+ * (feature c, block b) covers the runs of c for o in [b*rows, ...). */
+typedef struct {
+    ptrdiff_t outer, C, inner;
+    int columns;
+    ptrdiff_t width;   /* C*inner in the column layout, C otherwise */
+    ptrdiff_t rows;    /* rows (outer indices) per block */
+    ptrdiff_t nblocks, ntiles, ntasks;
+} fsm_bn_plan;
+
+static fsm_bn_plan fsm_bn_make_plan(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)
+{
+    fsm_bn_plan p = {outer, C, inner, inner < FSM_BN_RUN_MIN, C, 1, 1, 1, 1};
+    if (p.columns) {
+        p.width = C * inner;
+        p.ntiles = (p.width + FSM_BN_TILE - 1) / FSM_BN_TILE;
+        ptrdiff_t tile = p.width < FSM_BN_TILE ? p.width : FSM_BN_TILE;
+        p.rows = FSM_BN_BLOCK / tile < 64 ? 64 : FSM_BN_BLOCK / tile;
+    } else {
+        p.rows = FSM_BN_BLOCK / inner < 1 ? 1 : FSM_BN_BLOCK / inner;
+    }
+    p.nblocks = (outer + p.rows - 1) / p.rows;
+    p.ntasks = p.nblocks * (p.columns ? p.ntiles : C);
+    return p;
+}
+
+static ptrdiff_t fsm_bn_block_rows(const fsm_bn_plan *p, ptrdiff_t b)
+{
+    ptrdiff_t left = p->outer - b * p->rows;
+    return left < p->rows ? left : p->rows;
+}
+
+/* Chan et al.: folds the statistics (nb, mb, m2b) of more values into
+ * (*n, *mean, *m2).  Starting from (0, 0, 0) the first fold copies. */
+static inline void fsm_bn_merge(double *n, double *mean, double *m2, double nb, double mb,
+                                double m2b)
+{
+    if (nb == 0)
+        return;
+    double total = *n + nb, delta = mb - *mean;
+    *mean += delta * (nb / total);
+    *m2 += m2b + delta * delta * (*n * (nb / total));
+    *n = total;
+}
+
+/* Per-column partials (block-major: part[b*width + col]) -> per-feature
+ * results: blocks merge in order, then the inner columns of each feature. */
+static void fsm_bn_finish_columns(const fsm_bn_plan *p, const double *part_mean,
+                                  const double *part_m2, double *mean, double *m2)
+{
+    for (ptrdiff_t c = 0; c < p->C; c++) {
+        double n = 0, mu = 0, q = 0;
+        for (ptrdiff_t j = 0; j < p->inner; j++) {
+            double nc = 0, muc = 0, qc = 0;
+            for (ptrdiff_t b = 0; b < p->nblocks; b++) {
+                ptrdiff_t at = b * p->width + c * p->inner + j;
+                fsm_bn_merge(&nc, &muc, &qc, (double)fsm_bn_block_rows(p, b), part_mean[at],
+                             part_m2[at]);
+            }
+            fsm_bn_merge(&n, &mu, &q, nc, muc, qc);
+        }
+        mean[c] = mu;
+        m2[c] = q;
+    }
+}
+
+/* Run-layout partials (feature-major: part[c*nblocks + b]) -> per feature. */
+static void fsm_bn_finish_runs(const fsm_bn_plan *p, const double *part_mean,
+                               const double *part_m2, double *mean, double *m2)
+{
+    for (ptrdiff_t c = 0; c < p->C; c++) {
+        double n = 0, mu = 0, q = 0;
+        for (ptrdiff_t b = 0; b < p->nblocks; b++) {
+            ptrdiff_t at = c * p->nblocks + b;
+            fsm_bn_merge(&n, &mu, &q, (double)(fsm_bn_block_rows(p, b) * p->inner),
+                         part_mean[at], part_m2[at]);
+        }
+        mean[c] = mu;
+        m2[c] = q;
+    }
+}
+
+/* Sums of partials in fixed order: columns (block-major) or runs (feature-major). */
+static void fsm_bn_finish_sums(const fsm_bn_plan *p, const double *part, double *sum)
+{
+    for (ptrdiff_t c = 0; c < p->C; c++) {
+        double s = 0;
+        if (p->columns) {
+            for (ptrdiff_t j = 0; j < p->inner; j++) {
+                double sc = 0;
+                for (ptrdiff_t b = 0; b < p->nblocks; b++) sc += part[b * p->width + c * p->inner + j];
+                s += sc;
+            }
+        } else {
+            for (ptrdiff_t b = 0; b < p->nblocks; b++) s += part[c * p->nblocks + b];
+        }
+        sum[c] = s;
+    }
+}
+
+static ptrdiff_t fsm_bn_partial_count(const fsm_bn_plan *p)
+{
+    return p->columns ? p->nblocks * p->width : p->nblocks * p->C;
+}
+
+#define REAL float
+#define SUF f32
+#include "batchnorm_template.h"
+#undef REAL
+#undef SUF
+
+#define REAL double
+#define SUF f64
+#include "batchnorm_template.h"
+#undef REAL
+#undef SUF
