@@ -67,23 +67,37 @@ static inline void fsm_bn_merge(double *n, double *mean, double *m2, double nb, 
 }
 
 /* Per-column partials (block-major: part[b*width + col]) -> per-feature
- * results: blocks merge in order, then the inner columns of each feature. */
-static void fsm_bn_finish_columns(const fsm_bn_plan *p, const double *part_mean,
-                                  const double *part_m2, double *mean, double *m2)
+ * results: the blocks fold into block 0's row in order, then the inner
+ * columns of each feature fold in order.  Every column of a block has the
+ * same count, so each fold's weights are two scalars and the loops across
+ * columns vectorise.  Overwrites the partials. */
+static void fsm_bn_finish_columns(const fsm_bn_plan *p, double *part_mean, double *part_m2,
+                                  double *mean, double *m2)
 {
-    for (ptrdiff_t c = 0; c < p->C; c++) {
-        double n = 0, mu = 0, q = 0;
-        for (ptrdiff_t j = 0; j < p->inner; j++) {
-            double nc = 0, muc = 0, qc = 0;
-            for (ptrdiff_t b = 0; b < p->nblocks; b++) {
-                ptrdiff_t at = b * p->width + c * p->inner + j;
-                fsm_bn_merge(&nc, &muc, &qc, (double)fsm_bn_block_rows(p, b), part_mean[at],
-                             part_m2[at]);
-            }
-            fsm_bn_merge(&n, &mu, &q, nc, muc, qc);
+    const ptrdiff_t width = p->width;
+    double n = (double)fsm_bn_block_rows(p, 0);
+    for (ptrdiff_t b = 1; b < p->nblocks; b++) {
+        const double nb = (double)fsm_bn_block_rows(p, b), f = nb / (n + nb), h = n * f;
+        const double *pm = part_mean + b * width, *pq = part_m2 + b * width;
+        for (ptrdiff_t k = 0; k < width; k++) {
+            const double delta = pm[k] - part_mean[k];
+            part_mean[k] += delta * f;
+            part_m2[k] += pq[k] + delta * delta * h;
         }
-        mean[c] = mu;
-        m2[c] = q;
+        n += nb;
+    }
+    const ptrdiff_t inner = p->inner;
+    for (ptrdiff_t c = 0; c < p->C; c++) {
+        mean[c] = part_mean[c * inner];
+        m2[c] = part_m2[c * inner];
+    }
+    for (ptrdiff_t j = 1; j < inner; j++) {
+        const double f = 1.0 / (double)(j + 1), h = n * (double)j * f;
+        for (ptrdiff_t c = 0; c < p->C; c++) {
+            const double delta = part_mean[c * inner + j] - mean[c];
+            mean[c] += delta * f;
+            m2[c] += part_m2[c * inner + j] + delta * delta * h;
+        }
     }
 }
 
@@ -103,21 +117,25 @@ static void fsm_bn_finish_runs(const fsm_bn_plan *p, const double *part_mean,
     }
 }
 
-/* Sums of partials in fixed order: columns (block-major) or runs (feature-major). */
-static void fsm_bn_finish_sums(const fsm_bn_plan *p, const double *part, double *sum)
+/* Sums of partials in a fixed order: column layout (block-major) folds the
+ * blocks into block 0's row, then the inner columns of each feature; run
+ * layout (feature-major) sums each feature's blocks.  Overwrites the partials. */
+static void fsm_bn_finish_sums(const fsm_bn_plan *p, double *part, double *sum)
 {
-    for (ptrdiff_t c = 0; c < p->C; c++) {
-        double s = 0;
-        if (p->columns) {
-            for (ptrdiff_t j = 0; j < p->inner; j++) {
-                double sc = 0;
-                for (ptrdiff_t b = 0; b < p->nblocks; b++) sc += part[b * p->width + c * p->inner + j];
-                s += sc;
-            }
-        } else {
-            for (ptrdiff_t b = 0; b < p->nblocks; b++) s += part[c * p->nblocks + b];
+    if (p->columns) {
+        for (ptrdiff_t b = 1; b < p->nblocks; b++)
+            for (ptrdiff_t k = 0; k < p->width; k++) part[k] += part[b * p->width + k];
+        for (ptrdiff_t c = 0; c < p->C; c++) {
+            double s = 0;
+            for (ptrdiff_t j = 0; j < p->inner; j++) s += part[c * p->inner + j];
+            sum[c] = s;
         }
-        sum[c] = s;
+    } else {
+        for (ptrdiff_t c = 0; c < p->C; c++) {
+            double s = 0;
+            for (ptrdiff_t b = 0; b < p->nblocks; b++) s += part[c * p->nblocks + b];
+            sum[c] = s;
+        }
     }
 }
 

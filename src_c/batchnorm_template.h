@@ -74,6 +74,41 @@ FSM_BN_INLINE void FSM_K(fsm_bn_sum_grad)(const REAL *g, const REAL *x, ptrdiff_
 
 /* ---- statistics --------------------------------------------------------- */
 
+/* Mean and sum of squared deviations of w <= FSM_BN_TILE columns (row
+ * stride `width`) over `rows` rows, from sums of the deviations from row 0:
+ * shifted by a value of the data, so cancellation stays small.  Rows go four
+ * at a time, so that the sums (in L1) are loaded and stored once per four. */
+FSM_BN_INLINE void FSM_K(fsm_bn_tile_stats)(const REAL *x, ptrdiff_t width, ptrdiff_t rows,
+                                            ptrdiff_t w, double *mean, double *m2)
+{
+    double x0[FSM_BN_TILE], s[FSM_BN_TILE], q[FSM_BN_TILE];
+    for (ptrdiff_t j = 0; j < w; j++) {
+        x0[j] = (double)x[j];
+        s[j] = q[j] = 0;
+    }
+    ptrdiff_t r = 1;
+    for (; r + 4 <= rows; r += 4) {
+        const REAL *x1 = x + r * width, *x2 = x1 + width, *x3 = x2 + width, *x4 = x3 + width;
+        for (ptrdiff_t j = 0; j < w; j++) {
+            const double d1 = (double)x1[j] - x0[j], d2 = (double)x2[j] - x0[j];
+            const double d3 = (double)x3[j] - x0[j], d4 = (double)x4[j] - x0[j];
+            s[j] += (d1 + d2) + (d3 + d4);
+            q[j] += (d1 * d1 + d2 * d2) + (d3 * d3 + d4 * d4);
+        }
+    }
+    for (; r < rows; r++)
+        for (ptrdiff_t j = 0; j < w; j++) {
+            const double d = (double)x[r * width + j] - x0[j];
+            s[j] += d;
+            q[j] += d * d;
+        }
+    for (ptrdiff_t j = 0; j < w; j++) {
+        const double ds = s[j] / (double)rows, sq = q[j] - s[j] * ds;
+        mean[j] = x0[j] + ds;
+        m2[j] = sq > 0 ? sq : 0;
+    }
+}
+
 /* Column layout: writes each column's block mean and sum of squared
  * deviations to part_a / part_b[b*width + col]. */
 FSM_HOT static void FSM_K(fsm_bn_stats_columns)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)
@@ -81,26 +116,12 @@ FSM_HOT static void FSM_K(fsm_bn_stats_columns)(void *ctx, ptrdiff_t t0, ptrdiff
     const FSM_K(fsm_bn_job) *job = ctx;
     const fsm_bn_plan *p = &job->p;
     const ptrdiff_t width = p->width;
-    double sum[FSM_BN_TILE], sq[FSM_BN_TILE];
     for (ptrdiff_t t = t0; t < t1; t++) {
         const ptrdiff_t b = t / p->ntiles, col0 = (t % p->ntiles) * FSM_BN_TILE;
-        const ptrdiff_t w = width - col0 < FSM_BN_TILE ? width - col0 : FSM_BN_TILE;
-        const ptrdiff_t rows = fsm_bn_block_rows(p, b);
-        const REAL *x = job->x + b * p->rows * width + col0;
-        for (ptrdiff_t j = 0; j < w; j++) sum[j] = sq[j] = 0;
-        for (ptrdiff_t r = 0; r < rows; r++)
-            for (ptrdiff_t j = 0; j < w; j++) sum[j] += (double)x[r * width + j];
-        for (ptrdiff_t j = 0; j < w; j++) sum[j] /= (double)rows;
-        for (ptrdiff_t r = 0; r < rows; r++)
-            for (ptrdiff_t j = 0; j < w; j++) {
-                double d = (double)x[r * width + j] - sum[j];
-                sq[j] += d * d;
-            }
-        double *pm = job->part_a + b * width + col0, *pq = job->part_b + b * width + col0;
-        for (ptrdiff_t j = 0; j < w; j++) {
-            pm[j] = sum[j];
-            pq[j] = sq[j];
-        }
+        const ptrdiff_t col1 = width - col0 < FSM_BN_TILE ? width : col0 + FSM_BN_TILE;
+        const ptrdiff_t rows = fsm_bn_block_rows(p, b), row0 = b * p->rows * width;
+        FSM_K(fsm_bn_tile_stats)(job->x + row0 + col0, width, rows, col1 - col0,
+                                 job->part_a + b * width + col0, job->part_b + b * width + col0);
     }
 }
 
@@ -153,6 +174,41 @@ int FSM_K(fsm_bn_stats)(const REAL *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t i
 
 /* ---- gradient sums ------------------------------------------------------ */
 
+/* sum(g) and sum(g * (x - mean)) of w <= FSM_BN_TILE columns over `rows`
+ * rows (row stride `width`), into sg[j] and sgx[j]; rows four at a time. */
+FSM_BN_INLINE void FSM_K(fsm_bn_tile_grad)(const REAL *g, const REAL *x, ptrdiff_t width,
+                                           ptrdiff_t rows, ptrdiff_t w, const double *mean,
+                                           double *sg, double *sgx)
+{
+    double m[FSM_BN_TILE], s[FSM_BN_TILE], sx[FSM_BN_TILE];
+    for (ptrdiff_t j = 0; j < w; j++) {
+        m[j] = mean[j];
+        s[j] = sx[j] = 0;
+    }
+    ptrdiff_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const REAL *g1 = g + r * width, *g2 = g1 + width, *g3 = g2 + width, *g4 = g3 + width;
+        const REAL *x1 = x + r * width, *x2 = x1 + width, *x3 = x2 + width, *x4 = x3 + width;
+        for (ptrdiff_t j = 0; j < w; j++) {
+            const double a1 = (double)g1[j], a2 = (double)g2[j], a3 = (double)g3[j],
+                         a4 = (double)g4[j];
+            s[j] += (a1 + a2) + (a3 + a4);
+            sx[j] += (a1 * ((double)x1[j] - m[j]) + a2 * ((double)x2[j] - m[j]))
+                   + (a3 * ((double)x3[j] - m[j]) + a4 * ((double)x4[j] - m[j]));
+        }
+    }
+    for (; r < rows; r++)
+        for (ptrdiff_t j = 0; j < w; j++) {
+            const double a = (double)g[r * width + j];
+            s[j] += a;
+            sx[j] += a * ((double)x[r * width + j] - m[j]);
+        }
+    for (ptrdiff_t j = 0; j < w; j++) {
+        sg[j] = s[j];
+        sgx[j] = sx[j];
+    }
+}
+
 /* Column layout: part_a / part_b[b*width + col] = the block's sum(g) and
  * sum(g * (x - mean)), mean given per column. */
 FSM_HOT static void FSM_K(fsm_bn_grad_columns)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)
@@ -160,26 +216,13 @@ FSM_HOT static void FSM_K(fsm_bn_grad_columns)(void *ctx, ptrdiff_t t0, ptrdiff_
     const FSM_K(fsm_bn_job) *job = ctx;
     const fsm_bn_plan *p = &job->p;
     const ptrdiff_t width = p->width;
-    double sg[FSM_BN_TILE], sgx[FSM_BN_TILE];
     for (ptrdiff_t t = t0; t < t1; t++) {
         const ptrdiff_t b = t / p->ntiles, col0 = (t % p->ntiles) * FSM_BN_TILE;
-        const ptrdiff_t w = width - col0 < FSM_BN_TILE ? width - col0 : FSM_BN_TILE;
-        const ptrdiff_t rows = fsm_bn_block_rows(p, b);
-        const ptrdiff_t offset = b * p->rows * width + col0;
-        const REAL *g = job->g + offset, *x = job->x + offset;
-        const double *mean = job->mean + col0;
-        for (ptrdiff_t j = 0; j < w; j++) sg[j] = sgx[j] = 0;
-        for (ptrdiff_t r = 0; r < rows; r++)
-            for (ptrdiff_t j = 0; j < w; j++) {
-                double gv = (double)g[r * width + j];
-                sg[j] += gv;
-                sgx[j] += gv * ((double)x[r * width + j] - mean[j]);
-            }
-        double *pg = job->part_a + b * width + col0, *pgx = job->part_b + b * width + col0;
-        for (ptrdiff_t j = 0; j < w; j++) {
-            pg[j] = sg[j];
-            pgx[j] = sgx[j];
-        }
+        const ptrdiff_t col1 = width - col0 < FSM_BN_TILE ? width : col0 + FSM_BN_TILE;
+        const ptrdiff_t rows = fsm_bn_block_rows(p, b), row0 = b * p->rows * width;
+        FSM_K(fsm_bn_tile_grad)(job->g + row0 + col0, job->x + row0 + col0, width, rows,
+                                col1 - col0, job->mean + col0, job->part_a + b * width + col0,
+                                job->part_b + b * width + col0);
     }
 }
 
