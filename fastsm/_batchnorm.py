@@ -104,17 +104,16 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     v = args.view
     xc = np.ascontiguousarray(v.x, v.compute)
     count = v.outer * v.inner
+    invstd, scale = np.empty(v.C), np.empty(v.C)
     if training:
-        mean, m2 = np.empty(v.C), np.zeros(v.C)
+        mean, m2 = np.full(v.C, np.nan), np.full(v.C, np.nan)
         if count:
             _k.stats(xc, v.outer, v.C, v.inner, mean, m2, get_num_threads())
-        else:
-            mean[:] = np.nan
-        invstd = 1.0 / np.sqrt(m2 / count + args.eps) if count else np.full(v.C, np.nan)
+        _k.invstd(m2, count, args.eps, args.weight, invstd, scale)
     else:
         mean = np.ascontiguousarray(running_mean, F64)
-        invstd = 1.0 / np.sqrt(running_var.astype(F64) + args.eps)
-    scale = invstd if args.weight is None else invstd * args.weight
+        _k.invstd(np.ascontiguousarray(running_var, F64), 1.0, args.eps, args.weight, invstd,
+                  scale)
 
     def normalize(target):
         if xc.size:

@@ -12,6 +12,7 @@ from libc.stddef cimport ptrdiff_t
 cnp.import_array()
 
 cdef extern from "batchnorm.h" nogil:
+    void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double eps, const double *weight, double *invstd, double *scale)
     int fsm_bn_stats_f32(const float *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, double *mean, double *m2, int max_threads)
     int fsm_bn_stats_f64(const double *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, double *mean, double *m2, int max_threads)
     int fsm_bn_grad_sums_f32(const float *g, const float *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const double *mean, double *sum_g, double *sum_gxc, int max_threads)
@@ -27,6 +28,14 @@ cdef inline void *data_or_null(object a):
 cdef inline check(int status):
     if status != 0:
         raise MemoryError("batch norm kernel: out of memory for scratch space")
+
+
+def invstd(cnp.ndarray v, double divisor, double eps, weight, cnp.ndarray invstd,
+           cnp.ndarray scale):
+    """invstd = 1 / sqrt(v / divisor + eps), scale = invstd * weight (or invstd)."""
+    fsm_bn_invstd(<const double *>cnp.PyArray_DATA(v), cnp.PyArray_DIM(v, 0), divisor, eps,
+                  <const double *>data_or_null(weight), <double *>cnp.PyArray_DATA(invstd),
+                  <double *>cnp.PyArray_DATA(scale))
 
 
 def stats(cnp.ndarray x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,

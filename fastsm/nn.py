@@ -159,7 +159,8 @@ class BatchNorm:
             value = np.asarray(state[key])
             if key == "num_batches_tracked":
                 if value.shape != () or value.dtype.kind not in "iu":
-                    raise ValueError(f"num_batches_tracked must be an integer scalar, got {value!r}")
+                    raise ValueError(f"num_batches_tracked must be an integer scalar, "
+                                     f"got {value!r}")
                 values[key] = int(value)
             else:
                 if value.shape != (self.num_features,):

@@ -2,6 +2,7 @@
  * one template instantiated for float and double (accumulating in double). */
 #include "batchnorm.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "dispatch.h"
@@ -14,6 +15,13 @@
 #define FSM_BN_BLOCK 16384       /* values per task, about */
 #define FSM_BN_CHUNK 4096        /* values of a run reduced in one two-pass step */
 #define FSM_BN_LANES 16
+
+/* Work for fsm_parallel_for's grain, from the number of values a task
+ * streams: these passes run at cache speed, while a thread start costs
+ * 20-50 us (more on a busy machine), so a value counts a quarter.  Arrays
+ * up to about 4 * FSM_PARALLEL_GRAIN values (a (256, 1024) batch) stay on
+ * the calling thread; measured faster there on two shared cores. */
+#define FSM_BN_WORK(values) ((values) / 4)
 
 /* Keeps GCC from unrolling a loop over the lanes into scalar code. */
 #define FSM_BN_LANE_LOOP _Pragma("GCC unroll 1")
@@ -29,11 +37,12 @@ typedef struct {
     ptrdiff_t width;   /* C*inner in the column layout, C otherwise */
     ptrdiff_t rows;    /* rows (outer indices) per block */
     ptrdiff_t nblocks, ntiles, ntasks;
+    ptrdiff_t task_values; /* values a reduction task reads, per input */
 } fsm_bn_plan;
 
 static fsm_bn_plan fsm_bn_make_plan(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)
 {
-    fsm_bn_plan p = {outer, C, inner, inner < FSM_BN_RUN_MIN, C, 1, 1, 1, 1};
+    fsm_bn_plan p = {outer, C, inner, inner < FSM_BN_RUN_MIN, C, 1, 1, 1, 1, 1};
     if (p.columns) {
         p.width = C * inner;
         p.ntiles = (p.width + FSM_BN_TILE - 1) / FSM_BN_TILE;
@@ -44,6 +53,7 @@ static fsm_bn_plan fsm_bn_make_plan(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inne
     }
     p.nblocks = (outer + p.rows - 1) / p.rows;
     p.ntasks = p.nblocks * (p.columns ? p.ntiles : C);
+    p.task_values = p.rows * (p.columns ? (p.width < FSM_BN_TILE ? p.width : FSM_BN_TILE) : inner);
     return p;
 }
 
@@ -142,6 +152,15 @@ static void fsm_bn_finish_sums(const fsm_bn_plan *p, double *part, double *sum)
 static ptrdiff_t fsm_bn_partial_count(const fsm_bn_plan *p)
 {
     return p->columns ? p->nblocks * p->width : p->nblocks * p->C;
+}
+
+void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double eps,
+                   const double *weight, double *invstd, double *scale)
+{
+    for (ptrdiff_t c = 0; c < C; c++) {
+        invstd[c] = 1.0 / sqrt(v[c] / divisor + eps);
+        scale[c] = weight ? invstd[c] * weight[c] : invstd[c];
+    }
 }
 
 #define REAL float

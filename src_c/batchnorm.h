@@ -24,6 +24,11 @@
                            ptrdiff_t C, ptrdiff_t inner, const double *a, const double *s,    \
                            const double *mean, const double *t, int max_threads);
 
+/* Per-feature factors: invstd[c] = 1 / sqrt(v[c] / divisor + eps) and
+ * scale[c] = invstd[c] * weight[c] (weight NULL: ones). */
+void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double eps,
+                   const double *weight, double *invstd, double *scale);
+
 FSM_DECLARE_BATCHNORM(float, f32)
 FSM_DECLARE_BATCHNORM(double, f64)
 

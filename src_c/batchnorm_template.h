@@ -161,11 +161,12 @@ int FSM_K(fsm_bn_stats)(const REAL *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t i
     job.part_a = part;
     job.part_b = part + np;
     if (p->columns) {
-        fsm_parallel_for(p->ntasks, p->rows * (p->width < FSM_BN_TILE ? p->width : FSM_BN_TILE),
-                         max_threads, FSM_K(fsm_bn_stats_columns), &job);
+        fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
+                         FSM_K(fsm_bn_stats_columns), &job);
         fsm_bn_finish_columns(p, job.part_a, job.part_b, mean, m2);
     } else {
-        fsm_parallel_for(p->ntasks, p->rows * inner, max_threads, FSM_K(fsm_bn_stats_runs), &job);
+        fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
+                         FSM_K(fsm_bn_stats_runs), &job);
         fsm_bn_finish_runs(p, job.part_a, job.part_b, mean, m2);
     }
     free(part);
@@ -266,10 +267,11 @@ int FSM_K(fsm_bn_grad_sums)(const REAL *g, const REAL *x, ptrdiff_t outer, ptrdi
         double *col_mean = part + 2 * np;
         for (ptrdiff_t k = 0; k < ncol; k++) col_mean[k] = mean[k / inner];
         job.mean = col_mean;
-        fsm_parallel_for(p->ntasks, 2 * p->rows * (p->width < FSM_BN_TILE ? p->width : FSM_BN_TILE),
-                         max_threads, FSM_K(fsm_bn_grad_columns), &job);
+        fsm_parallel_for(p->ntasks, FSM_BN_WORK(2 * p->task_values), max_threads,
+                         FSM_K(fsm_bn_grad_columns), &job);
     } else {
-        fsm_parallel_for(p->ntasks, 2 * p->rows * inner, max_threads, FSM_K(fsm_bn_grad_runs), &job);
+        fsm_parallel_for(p->ntasks, FSM_BN_WORK(2 * p->task_values), max_threads,
+                         FSM_K(fsm_bn_grad_runs), &job);
     }
     fsm_bn_finish_sums(p, job.part_a, sum_g);
     fsm_bn_finish_sums(p, job.part_b, sum_gxc);
@@ -290,7 +292,8 @@ FSM_BN_INLINE void FSM_K(fsm_bn_apply_span)(const FSM_K(fsm_bn_job) *job, ptrdif
     const REAL *pa = job->pa + param, *ps = job->ps + param, *pm = job->pm + param,
                *pt = job->pt + param;
     if (!g) {
-        for (ptrdiff_t i = 0; i < n; i++) out[i] = ps[i * step] * (x[i] - pm[i * step]) + pt[i * step];
+        for (ptrdiff_t i = 0; i < n; i++)
+            out[i] = ps[i * step] * (x[i] - pm[i * step]) + pt[i * step];
     } else if (!x) {
         for (ptrdiff_t i = 0; i < n; i++) out[i] = pa[i * step] * g[i] + pt[i * step];
     } else {
@@ -339,9 +342,11 @@ int FSM_K(fsm_bn_apply)(const REAL *g, const REAL *x, REAL *out, ptrdiff_t outer
     job.pm = pm;
     job.pt = pt;
     if (job.p.columns)
-        fsm_parallel_for(outer, width, max_threads, FSM_K(fsm_bn_apply_rows), &job);
+        fsm_parallel_for(outer, FSM_BN_WORK(2 * width), max_threads, FSM_K(fsm_bn_apply_rows),
+                         &job);
     else
-        fsm_parallel_for(outer * C, inner, max_threads, FSM_K(fsm_bn_apply_runs), &job);
+        fsm_parallel_for(outer * C, FSM_BN_WORK(2 * inner), max_threads,
+                         FSM_K(fsm_bn_apply_runs), &job);
     free(params);
     return 0;
 }

@@ -59,11 +59,11 @@ def test_matches_torch_over_training_and_eval_steps(rng, momentum, affine, track
         np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
         if affine:
-            np.testing.assert_allclose(bn.grad_weight, tbn.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
-            np.testing.assert_allclose(bn.grad_bias, tbn.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
+            for got, want in [(bn.grad_weight, tbn.weight.grad), (bn.grad_bias, tbn.bias.grad)]:
+                np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
         if track:
-            np.testing.assert_allclose(bn.running_mean, tbn.running_mean.numpy(), rtol=1e-5, atol=1e-6)
-            np.testing.assert_allclose(bn.running_var, tbn.running_var.numpy(), rtol=1e-5, atol=1e-6)
+            for got, want in [(bn.running_mean, tbn.running_mean), (bn.running_var, tbn.running_var)]:
+                np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
             assert bn.num_batches_tracked == int(tbn.num_batches_tracked)
     assert set(bn.state_dict()) == set(tbn.state_dict())
 
