@@ -40,6 +40,25 @@ def numpy_impls():
     return [("fastsm", fastsm), ("numpy-reference", ref)]
 
 
+def test_training_into_out(benchmark, case):
+    """fastsm writing into a preallocated y: no page faults of a fresh array."""
+    out = np.empty_like(case.x)
+    benchmark.group = f"batch_norm training {case.shape}"
+    benchmark.name = "fastsm (out=)"
+    with fastsm.threads(THREADS):
+        benchmark(fastsm.batch_norm_forward, case.x, case.weight, case.bias, case.running_mean,
+                  case.running_var, out=out)
+
+
+def test_inference_into_out(benchmark, case):
+    out = np.empty_like(case.x)
+    benchmark.group = f"batch_norm inference {case.shape}"
+    benchmark.name = "fastsm (out=)"
+    with fastsm.threads(THREADS):
+        benchmark(fastsm.batch_norm_forward, case.x, case.weight, case.bias, case.running_mean,
+                  case.running_var, training=False, out=out)
+
+
 # ---- training forward ------------------------------------------------------
 
 @pytest.mark.parametrize("name,mod", numpy_impls(), ids=lambda v: v if isinstance(v, str) else "")

@@ -124,10 +124,10 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
         var = running_var.astype(np.float64)
     invstd = 1 / np.sqrt(var + args.eps)
     scale = invstd if args.weight is None else invstd * args.weight
-    shift = 0 if args.bias is None else args.bias
+    shift = np.zeros(v.C) if args.bias is None else args.bias
     b = _per_feature_shape(x.ndim, v.axis)
     c = v.compute
-    y = (x - mean.astype(c).reshape(b)) * scale.astype(c).reshape(b) + np.reshape(shift, b).astype(c)
+    y = (x - mean.astype(c).reshape(b)) * scale.astype(c).reshape(b) + shift.astype(c).reshape(b)
     return _finish(y, v.result, out), mean.astype(c), invstd.astype(c)
 
 
