@@ -265,7 +265,8 @@ int FSM_K(fsm_bn_grad_sums)(const REAL *g, const REAL *x, ptrdiff_t outer, ptrdi
     job.part_b = part + np;
     if (p->columns) {
         double *col_mean = part + 2 * np;
-        for (ptrdiff_t k = 0; k < ncol; k++) col_mean[k] = mean[k / inner];
+        for (ptrdiff_t c = 0; c < C; c++)
+            for (ptrdiff_t j = 0; j < inner; j++) col_mean[c * inner + j] = mean[c];
         job.mean = col_mean;
         fsm_parallel_for(p->ntasks, FSM_BN_WORK(2 * p->task_values), max_threads,
                          FSM_K(fsm_bn_grad_columns), &job);
@@ -329,13 +330,16 @@ int FSM_K(fsm_bn_apply)(const REAL *g, const REAL *x, REAL *out, ptrdiff_t outer
     /* The mean is split as m + lo with m its REAL rounding: x - m is exact for
      * x near the mean, and s*lo folds into t, so data far from zero keeps its
      * precision. */
-    for (ptrdiff_t k = 0; k < width; k++) {
-        const ptrdiff_t c = k / per;
+    for (ptrdiff_t c = 0; c < C; c++) {
         const double mc = x ? mean[c] : 0, sc = x ? s[c] : 0;
-        pa[k] = g ? (REAL)a[c] : 0;
-        ps[k] = (REAL)sc;
-        pm[k] = (REAL)mc;
-        pt[k] = (REAL)((t ? t[c] : 0) - sc * (mc - (double)pm[k]));
+        const REAL m = (REAL)mc;
+        const REAL shift = (REAL)((t ? t[c] : 0) - sc * (mc - (double)m));
+        for (ptrdiff_t k = c * per; k < (c + 1) * per; k++) {
+            pa[k] = g ? (REAL)a[c] : 0;
+            ps[k] = (REAL)sc;
+            pm[k] = m;
+            pt[k] = shift;
+        }
     }
     job.pa = pa;
     job.ps = ps;
