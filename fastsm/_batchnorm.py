@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _batchnorm_kernels as _k
 from ._batchnorm_args import backward_args, feature_view, forward_args, stats_parts
-from ._layout import F64, _writes_directly
+from ._layout import F32, F64, _writes_directly
 from ._threads import get_num_threads
 
 
@@ -111,7 +111,7 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
             _k.stats(xc, v.outer, v.C, v.inner, mean, m2, get_num_threads())
         _k.invstd(m2, count, args.eps, args.weight, invstd, scale)
     else:
-        mean = np.ascontiguousarray(running_mean, F64)
+        mean = np.array(running_mean, F64)  # a copy: returned to the caller
         _k.invstd(np.ascontiguousarray(running_var, F64), 1.0, args.eps, args.weight, invstd,
                   scale)
 
@@ -122,12 +122,20 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
 
     y = _run_into(out, v.x.shape, v.compute, v.result, (xc,), normalize)
     if training and count:
-        m = args.momentum
         if running_mean is not None:
-            running_mean[...] = (1.0 - m) * running_mean + m * mean
+            _update_running(running_mean, mean, args.momentum, 1.0)
         if running_var is not None:
-            running_var[...] = (1.0 - m) * running_var + m * (m2 / (count - 1))
-    return y, mean.astype(v.compute), invstd.astype(v.compute)
+            _update_running(running_var, m2, args.momentum, 1.0 / (count - 1))
+    return y, mean.astype(v.compute, copy=False), invstd.astype(v.compute, copy=False)
+
+
+def _update_running(r, batch, momentum, factor):
+    """r = (1 - momentum) * r + momentum * factor * batch, in r's dtype (one
+    rounding from float64); in C for contiguous float32/float64."""
+    if (r.dtype == F32 or r.dtype == F64) and r.flags.c_contiguous and r.flags.aligned:
+        _k.update_running(r, batch, momentum, factor)
+    else:
+        r[...] = (1 - momentum) * r.astype(F64) + momentum * (factor * batch)
 
 
 def batch_norm_backward(grad, x, weight, mean, invstd, *, training=True, axis=1, out=None):
@@ -205,7 +213,7 @@ def batch_norm_backward(grad, x, weight, mean, invstd, *, training=True, axis=1,
                      get_num_threads())
 
     dx = _run_into(out, v.x.shape, v.compute, v.result, (gc, xc), differentiate)
-    return dx, (sum_gxc * invstd).astype(v.compute), sum_g.astype(v.compute)
+    return dx, (sum_gxc * invstd).astype(v.compute, copy=False), sum_g.astype(v.compute, copy=False)
 
 
 def batch_norm_stats(x, axis=1):

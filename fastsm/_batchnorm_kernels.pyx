@@ -12,6 +12,8 @@ from libc.stddef cimport ptrdiff_t
 cnp.import_array()
 
 cdef extern from "batchnorm.h" nogil:
+    void fsm_bn_update_running_f32(float *r, const double *batch, ptrdiff_t C, double momentum, double factor)
+    void fsm_bn_update_running_f64(double *r, const double *batch, ptrdiff_t C, double momentum, double factor)
     void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double eps, const double *weight, double *invstd, double *scale)
     int fsm_bn_stats_f32(const float *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, double *mean, double *m2, int max_threads)
     int fsm_bn_stats_f64(const double *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, double *mean, double *m2, int max_threads)
@@ -36,6 +38,18 @@ def invstd(cnp.ndarray v, double divisor, double eps, weight, cnp.ndarray invstd
     fsm_bn_invstd(<const double *>cnp.PyArray_DATA(v), cnp.PyArray_DIM(v, 0), divisor, eps,
                   <const double *>data_or_null(weight), <double *>cnp.PyArray_DATA(invstd),
                   <double *>cnp.PyArray_DATA(scale))
+
+
+def update_running(cnp.ndarray r, cnp.ndarray batch, double momentum, double factor):
+    """r = (1 - momentum) * r + momentum * factor * batch; r contiguous float32
+    or float64, batch float64."""
+    cdef const double *bp = <const double *>cnp.PyArray_DATA(batch)
+    if cnp.PyArray_TYPE(r) == cnp.NPY_FLOAT32:
+        fsm_bn_update_running_f32(<float *>cnp.PyArray_DATA(r), bp, cnp.PyArray_DIM(r, 0),
+                                  momentum, factor)
+    else:
+        fsm_bn_update_running_f64(<double *>cnp.PyArray_DATA(r), bp, cnp.PyArray_DIM(r, 0),
+                                  momentum, factor)
 
 
 def stats(cnp.ndarray x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,

@@ -163,6 +163,19 @@ void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double eps,
     }
 }
 
+void fsm_bn_update_running_f32(float *r, const double *batch, ptrdiff_t C, double momentum,
+                               double factor)
+{
+    for (ptrdiff_t c = 0; c < C; c++)
+        r[c] = (float)((1 - momentum) * (double)r[c] + momentum * (factor * batch[c]));
+}
+
+void fsm_bn_update_running_f64(double *r, const double *batch, ptrdiff_t C, double momentum,
+                               double factor)
+{
+    for (ptrdiff_t c = 0; c < C; c++) r[c] = (1 - momentum) * r[c] + momentum * (factor * batch[c]);
+}
+
 #define REAL float
 #define SUF f32
 #include "batchnorm_template.h"

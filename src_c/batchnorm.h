@@ -29,6 +29,13 @@
 void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double eps,
                    const double *weight, double *invstd, double *scale);
 
+/* Running statistic update, in r's own dtype:
+ * r[c] = (1 - momentum) * r[c] + momentum * factor * batch[c], computed in double. */
+void fsm_bn_update_running_f32(float *r, const double *batch, ptrdiff_t C, double momentum,
+                               double factor);
+void fsm_bn_update_running_f64(double *r, const double *batch, ptrdiff_t C, double momentum,
+                               double factor);
+
 FSM_DECLARE_BATCHNORM(float, f32)
 FSM_DECLARE_BATCHNORM(double, f64)
 

@@ -297,6 +297,31 @@ def test_read_only_running_statistics_are_rejected():
     np.testing.assert_array_equal(rm, 0.0)
 
 
+@pytest.mark.parametrize("make", [
+    lambda v, dt: v.astype(dt),                                   # contiguous
+    lambda v, dt: np.repeat(v.astype(dt), 2)[::2],                # strided view
+], ids=["contiguous", "strided"])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_running_statistics_of_any_float_dtype_and_layout(rng, make, dtype):
+    x = rng.standard_normal((30, 3)) * 2 + 1
+    rm, rv = make(np.full(3, 0.5), dtype), make(np.full(3, 2.0), dtype)
+    rm_ref, rv_ref = np.full(3, 0.5, dtype), np.full(3, 2.0, dtype)
+    fastsm.batch_norm_forward(x, running_mean=rm, running_var=rv, momentum=0.25)
+    ref.batch_norm_forward(x, running_mean=rm_ref, running_var=rv_ref, momentum=0.25)
+    assert rm.dtype == dtype
+    close(rm, rm_ref, dtype)
+    close(rv, rv_ref, dtype)
+
+
+def test_returned_statistics_are_new_arrays():
+    rm, rv = np.zeros(3), np.ones(3)
+    x = np.arange(12.0).reshape(4, 3)
+    for training in (True, False):
+        _, mean, invstd = fastsm.batch_norm_forward(x, running_mean=rm, running_var=rv,
+                                                    training=training)
+        assert not np.shares_memory(mean, rm) and not np.shares_memory(invstd, rv)
+
+
 def test_inference_needs_running_statistics():
     with pytest.raises(ValueError, match="running"):
         fastsm.batch_norm_forward(np.ones((4, 3)), training=False)
