@@ -3,8 +3,8 @@
  * feature c; per-feature arrays have length C.  Statistics reduce over o and
  * j in fixed-size blocks combined in a fixed order, so results do not depend
  * on max_threads.  float32 data accumulates in double.  All sizes are >= 1.
- * Each function returns 0, or -1 when its scratch memory cannot be allocated
- * (then it has written nothing). */
+ * Each kernel of FSM_DECLARE_BATCHNORM returns 0, or -1 when its scratch
+ * memory cannot be allocated (then it has written nothing). */
 #ifndef FASTSM_BATCHNORM_H
 #define FASTSM_BATCHNORM_H
 

@@ -1,8 +1,10 @@
 /* Batch-normalization kernels for one dtype; batchnorm.c includes this once
  * per dtype after defining REAL (element type) and SUF (name suffix).
- * Reductions accumulate in double.  A task's partial statistics come from a
- * two-pass mean and sum of squared deviations over a block that stays in
- * cache (never E[x^2] - E[x]^2); fsm_bn_plan fixes the blocks. */
+ * Reductions accumulate in double, never as E[x^2] - E[x]^2 on raw data: a
+ * task's partial statistics are a two-pass mean and sum of squared
+ * deviations of a cached chunk (run layout), or sums of deviations from a
+ * value of the data (column layout); fsm_bn_plan fixes the blocks, and the
+ * partials merge in a fixed order (Chan et al.). */
 #define FSM_K(name) FSM_CAT(name##_, SUF)
 #define FSM_BN_INLINE static inline __attribute__((always_inline))
 
