@@ -3,12 +3,15 @@ normalization for NumPy, with PyTorch's semantics.
 
 ``fastsm.reference`` holds the same functions in plain NumPy.
 """
+from ._batchnorm import batch_norm_backward, batch_norm_forward, batch_norm_stats, merge_stats
 from ._softmax import hardmax, log_softmax, log_softmax_backward, softmax, softmax_backward
 from ._threads import get_num_threads, set_num_threads, threads
+from .nn import BatchNorm
 
 __version__ = "0.1.0"
 
 __all__ = [
     "softmax", "log_softmax", "hardmax", "softmax_backward", "log_softmax_backward",
+    "batch_norm_forward", "batch_norm_backward", "batch_norm_stats", "merge_stats", "BatchNorm",
     "set_num_threads", "get_num_threads", "threads",
 ]
