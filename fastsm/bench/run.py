@@ -51,8 +51,8 @@ def run_benchmark(config, progress=None, isolate=True):
 
         def emit(event, received=received):
             if event["event"] == "library":
-                libraries[event.pop("library")] = {k: v for k, v in event.items()
-                                                   if k != "event"}
+                libraries[event["library"]] = {k: v for k, v in event.items()
+                                               if k not in ("event", "library")}
             else:
                 received.append(event)
                 if progress is not None:
