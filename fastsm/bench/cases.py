@@ -233,7 +233,8 @@ def _jax_batch_norm_backward(jax, grad, x, weight, mean, invstd):
     dweight, dbias = (grad * xhat).sum(axis=reduced), grad.sum(axis=reduced)
     count = x.size // x.shape[1]
     dx = _jax_broadcast(weight * invstd, x.ndim) * (
-        grad - _jax_broadcast(dbias / count, x.ndim) - xhat * _jax_broadcast(dweight / count, x.ndim))
+        grad - _jax_broadcast(dbias / count, x.ndim)
+        - xhat * _jax_broadcast(dweight / count, x.ndim))
     return dx, dweight, dbias
 
 

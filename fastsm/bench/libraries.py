@@ -17,16 +17,16 @@ class Unavailable(Exception):
 
 
 class Library:
-    """fastsm itself, and the base of every other library's adapter."""
+    """The adapter of one library; subclasses say how to import and call it."""
 
-    name = "fastsm"
-    package = "fastsm"
+    name = None
 
     def load(self, threads):
-        """Import the library, set its thread count; the handle cases get."""
-        import fastsm
-        fastsm.set_num_threads(threads)
-        return fastsm
+        """Import the library, set its thread count; the handle cases get.
+
+        Raises ImportError when it is not installed.
+        """
+        raise NotImplementedError
 
     def version(self, handle):
         return getattr(handle, "__version__", "?")
@@ -43,9 +43,17 @@ class Library:
         return tuple(np.asarray(r) for r in result)
 
 
+class Fastsm(Library):
+    name = "fastsm"
+
+    def load(self, threads):
+        import fastsm
+        fastsm.set_num_threads(threads)
+        return fastsm
+
+
 class NumpyReference(Library):
     name = "numpy"
-    package = "numpy"
 
     def load(self, threads):
         _limit_blas(threads)
@@ -58,7 +66,6 @@ class NumpyReference(Library):
 
 class Scipy(Library):
     name = "scipy"
-    package = "scipy"
 
     def load(self, threads):
         _limit_blas(threads)
@@ -72,16 +79,12 @@ class Scipy(Library):
 
 class Torch(Library):
     name = "torch"
-    package = "torch"
 
     def load(self, threads):
         import torch
         torch.set_num_threads(threads)
         torch.set_grad_enabled(False)  # cases that need autograd enable it themselves
         return torch
-
-    def version(self, handle):
-        return handle.__version__
 
     def convert(self, handle, array):
         return handle.from_numpy(array)
@@ -94,7 +97,6 @@ class Torch(Library):
 
 class OnnxRuntime(Library):
     name = "onnxruntime"
-    package = "onnxruntime"
 
     def load(self, threads):
         import onnx  # noqa: F401  (the graphs are built with onnx.helper)
@@ -115,7 +117,6 @@ class _OrtHandle:
 
 class Jax(Library):
     name = "jax"
-    package = "jax"
 
     def load(self, threads):
         # XLA reads its flags when the backend starts, so they go in first;
@@ -130,9 +131,6 @@ class Jax(Library):
         jax.config.update("jax_enable_x64", True)
         return jax
 
-    def version(self, handle):
-        return handle.__version__
-
     def convert(self, handle, array):
         return handle.device_put(array)
 
@@ -142,7 +140,7 @@ class Jax(Library):
 
 
 LIBRARIES = {lib.name: lib for lib in
-             (Library(), NumpyReference(), Scipy(), Torch(), OnnxRuntime(), Jax())}
+             (Fastsm(), NumpyReference(), Scipy(), Torch(), OnnxRuntime(), Jax())}
 
 
 def _limit_blas(threads):

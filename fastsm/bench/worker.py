@@ -117,7 +117,7 @@ def _expected(case, reference, inputs):
 
 
 def _agree(got, expected, dtype):
-    """Whether the outputs both have agree to the dtype's loose tolerance."""
+    """Whether the outputs present in both agree, to a tolerance of the dtype."""
     tol = 2e-3 if dtype.itemsize <= 4 else 1e-9
     for g, e in zip(got, expected):
         g, e = np.asarray(g, np.float64), np.asarray(e, np.float64)
