@@ -4,13 +4,14 @@ this process and through worker processes, --check and the reports.
 No timing is asserted (the machine is shared); one repetition of tiny shapes.
 """
 import copy
+import io
 import json
 
 import numpy as np
 import pytest
 
 from fastsm.bench import main
-from fastsm.bench._cli import parse_args
+from fastsm.bench._cli import ProgressBar, parse_args
 from fastsm.bench.cases import CASES, FAMILIES, SIZES, Case, parse_shape, select
 from fastsm.bench.libraries import LIBRARIES, Library, api
 from fastsm.bench.report import check, markdown_table, text_table
@@ -79,6 +80,24 @@ def test_parse_shape():
     assert parse_shape("32X64x7x7") == (32, 64, 7, 7)
     with pytest.raises(ValueError):
         parse_shape("x")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_progress_bar_counts_results_on_a_terminal_only():
+    record = {"library": "torch", "op": "softmax", "shape": [64, 10]}
+    terminal = _Terminal()
+    bar = ProgressBar(4, terminal, width=8)
+    bar(record)
+    bar(record)
+    bar.close()
+    assert terminal.getvalue().split("\r")[-1].startswith("[####....] 2/4 torch softmax 64x10")
+    pipe = io.StringIO()
+    ProgressBar(4, pipe)(record)
+    assert pipe.getvalue() == ""
 
 
 def test_list_names_every_operation_and_library(capsys):

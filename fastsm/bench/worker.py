@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 
 import numpy as np
 
@@ -145,10 +146,14 @@ def run_in_subprocess(task, emit):
     Lines the worker writes to stdout that are not events go to stderr.
     """
     env = dict(os.environ)
-    # The worker must import this very fastsm (a source tree is not installed).
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent,
-                                                      env.get("PYTHONPATH")]))
+    # The worker must import this very fastsm, also from a source tree that
+    # is not installed (an installed one is found anyway; putting
+    # site-packages ahead of the standard library would be wrong).
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    installed = {os.path.abspath(sysconfig.get_paths()[k]) for k in ("purelib", "platlib")}
+    if package_parent not in installed:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent,
+                                                          env.get("PYTHONPATH")]))
     process = subprocess.Popen([sys.executable, "-m", "fastsm.bench", "--worker"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                env=env)
