@@ -149,8 +149,11 @@ def _limit_blas(threads):
         from threadpoolctl import threadpool_limits
     except ImportError:
         return
-    # Kept alive for the life of the worker process, which does nothing else.
-    _limit_blas.limits = threadpool_limits(threads)
+    # Kept for the life of the worker process, which does nothing else.
+    _BLAS_LIMITS.append(threadpool_limits(threads))
+
+
+_BLAS_LIMITS = []
 
 
 # How a case runs in each library.  Each helper returns impl(handle, inputs),
@@ -206,8 +209,14 @@ def onnx_op(op_type, names, node_outputs=1, opset=15, **attributes):
         model = helper.make_model(
             helper.make_graph([node], op_type, graph_inputs, graph_outputs),
             opset_imports=[helper.make_opsetid("", opset)])
-        session = handle.ort.InferenceSession(model.SerializeToString(), handle.options,
-                                              providers=["CPUExecutionProvider"])
+        try:
+            session = handle.ort.InferenceSession(model.SerializeToString(), handle.options,
+                                                  providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            if "NOT_IMPLEMENTED" in str(exc):  # e.g. Hardmax has no float64 kernel
+                raise Unavailable(f"onnxruntime has no {op_type} kernel for "
+                                  f"{inputs[names[0]].dtype}") from None
+            raise
         feeds = {n: inputs[n] for n in names}
         return functools.partial(session.run, None, feeds)
     return impl

@@ -54,9 +54,13 @@ def notes(doc):
     missing = {}
     for r in doc["results"]:
         if r["status"] == "unavailable":
+            # "X has no f" says no more than the operation's name; anything
+            # longer ("... kernel for float64") is kept.
+            detail = r["note"].split(" has no ", 1)[-1]
+            entry = r["op"] if " " not in detail else f"{r['op']} ({detail})"
             ops = missing.setdefault(r["library"], [])
-            if r["op"] not in ops:
-                ops.append(r["op"])
+            if entry not in ops:
+                ops.append(entry)
         elif r["status"] == "error":
             lines.append(f"{r['library']} {r['op']} {shape_label(r['shape'])}: {r['note']}")
     lines += [f"{library} has no {', '.join(ops)}" for library, ops in missing.items()]
