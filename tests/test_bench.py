@@ -4,8 +4,10 @@ this process and through worker processes, --check and the reports.
 No timing is asserted (the machine is shared); one repetition of tiny shapes.
 """
 import copy
+import importlib
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,6 +75,15 @@ def test_bad_options_exit_with_a_usage_error(argv, capsys):
         parse_args(argv)
     assert exc.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_the_console_script_points_at_main():
+    tomllib = pytest.importorskip("tomllib")
+    with open(Path(__file__).parents[1] / "pyproject.toml", "rb") as f:
+        project = tomllib.load(f)
+    module, _, name = project["project"]["scripts"]["fastsm-bench"].partition(":")
+    assert getattr(importlib.import_module(module), name) is main
+    assert "fastsm.bench" in project["tool"]["setuptools"]["packages"]
 
 
 def test_parse_shape():
@@ -224,6 +235,8 @@ def test_markdown_output_is_a_table_with_a_row_per_library(tiny_run, tmp_path, c
         in lines
     assert any(line.startswith("| softmax | 8x5 | fastsm |") for line in lines)
     assert any(line.startswith("| softmax | 8x5 | numpy |") and "1.00x" in line
+               for line in lines)
+    assert any(line.startswith("| softmax | 8x5 | copy (limit) |") and "100%" in line
                for line in lines)
 
 

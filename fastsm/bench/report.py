@@ -32,18 +32,26 @@ def _ordered(results):
 
 
 def rows(doc):
-    """Table rows (tuples of strings, one per COLUMNS entry)."""
+    """Table rows (tuples of strings, one per COLUMNS entry); each (operation,
+    shape) group ends with the copy of the same bytes, the limit."""
+    copies = {b["bytes"]: b for b in doc["bandwidth"]}
     out = []
-    for r in _ordered(doc["results"]):
+    records = _ordered(doc["results"])
+    for i, r in enumerate(records):
+        label = (r["op"], shape_label(r["shape"]))
         if r["status"] == "error":
-            out.append((r["op"], shape_label(r["shape"]), r["library"], "error",
-                        "", "", "", "", ""))
-            continue
-        flag = "" if r.get("matches_reference", True) else " (wrong result)"
-        out.append((r["op"], shape_label(r["shape"]), r["library"] + flag,
-                    _time(r["median_s"]), _time(r["min_s"]), _time(r["max_s"]),
-                    f"{r['gbps']:.3g}", _ratio(r["fraction_of_copy"], "{:.0%}"),
-                    _ratio(r["speedup_vs_numpy"], "{:.2f}x")))
+            out.append(label + (r["library"], "error", "", "", "", "", ""))
+        else:
+            flag = "" if r.get("matches_reference", True) else " (wrong result)"
+            out.append(label + (r["library"] + flag, _time(r["median_s"]), _time(r["min_s"]),
+                                _time(r["max_s"]), f"{r['gbps']:.3g}",
+                                _ratio(r["fraction_of_copy"], "{:.0%}"),
+                                _ratio(r["speedup_vs_numpy"], "{:.2f}x")))
+        group = [q for q in records if (q["op"], q["shape"]) == (r["op"], r["shape"])]
+        copy = copies.get(next((q["bytes"] for q in group if "bytes" in q), None))
+        if r is group[-1] and copy is not None:
+            out.append(label + ("copy (limit)", _time(copy["median_s"]), "", "",
+                                f"{copy['gbps']:.3g}", "100%", ""))
     return out
 
 
