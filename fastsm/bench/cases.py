@@ -331,10 +331,8 @@ CASES = {case.name: case for case in [
           jax=jax_op(_jax_batch_norm_backward, *BATCH_BACKWARD)),
 ]}
 
-FAMILIES = {}
-for _case_ in CASES.values():
-    FAMILIES.setdefault(_case_.family, []).append(_case_.name)
-del _case_
+FAMILIES = {family: [name for name, case in CASES.items() if case.family == family]
+            for family in dict.fromkeys(case.family for case in CASES.values())}
 
 
 def select(names):

@@ -15,6 +15,7 @@ import sysconfig
 
 import numpy as np
 
+from .. import reference
 from .cases import CASES
 from .libraries import LIBRARIES, Unavailable
 from .timing import time_call
@@ -66,13 +67,12 @@ def run_library(task, emit):
     emit({"event": "library", "library": library.name, "status": "ok",
           "version": library.version(handle), "threads": task["threads"],
           "threadpools": threadpool_info()})
-    reference = _reference(task["threads"])
     for name in task["cases"]:
         for shape in task["shapes"]:
-            emit(measure(CASES[name], library, handle, tuple(shape), task, reference))
+            emit(measure(CASES[name], library, handle, tuple(shape), task))
 
 
-def measure(case, library, handle, shape, task, reference=None):
+def measure(case, library, handle, shape, task):
     """One result record: the timing of `case` at `shape` in `library`, and
     whether its first result agrees with the NumPy reference."""
     dtype = np.dtype(task["dtype"])
@@ -81,10 +81,10 @@ def measure(case, library, handle, shape, task, reference=None):
         # The same seed for every library: they all see the same inputs.
         inputs = case.make_inputs(shape, dtype, np.random.default_rng(task["seed"]))
         record["bytes"] = case.bytes_moved(inputs)
-        expected = _expected(case, reference, inputs)
         run = prepare(case, library, handle, inputs)
-        if expected is not None:
-            record["matches_reference"] = _agree(library.to_numpy(run()), expected, dtype)
+        expected = _expected(case, inputs)
+        record["matches_reference"] = (None if expected is None else
+                                       _agree(library.to_numpy(run()), expected, dtype))
         record.update(time_call(run, task["repeats"]))
     except Unavailable as exc:
         record.update(status="unavailable", note=str(exc))
@@ -99,17 +99,8 @@ def _record(case, library, shape, dtype, status, note):
             "status": status, "note": note}
 
 
-def _reference(threads):
-    try:
-        return LIBRARIES["numpy"].load(threads)
-    except ImportError:
-        return None
-
-
-def _expected(case, reference, inputs):
+def _expected(case, inputs):
     """The NumPy reference's result, or None where it has no such function."""
-    if reference is None:
-        return None
     try:
         run = prepare(case, LIBRARIES["numpy"], reference, copy.deepcopy(inputs))
     except Unavailable:
