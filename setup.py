@@ -11,7 +11,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-COMMON_SOURCES = ["src_c/parallel.c"]
+COMMON_SOURCES = ["src_c/parallel.c", "src_c/transpose.c"]
 
 FAMILIES = {
     "fastsm._softmax_kernels": ["src_c/softmax.c"],

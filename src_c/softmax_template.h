@@ -10,13 +10,16 @@
  *    done there and copied back, so a row of 10 never runs a loop of 10.
  * Results larger than the caches go out through streaming stores.  Every
  * slice reduces in a fixed order, whatever the thread split. */
+#include <stdlib.h>
+
 #include "slice_template.h"
 #include "stream.h"
+#include "transpose.h"
 
 #define FSM_SHORT_ROW 64        /* rows shorter than this are done as slabs */
 #define FSM_SLAB 128            /* columns per slab when inner > 1 */
-#define FSM_SCRATCH 4096        /* elements of a scratch slab of short rows */
-#define FSM_ROW_SCRATCH 32768   /* longest row that is streamed through scratch */
+#define FSM_SCRATCH 2048        /* elements of a scratch slab of short rows (on the stack) */
+#define FSM_ROW_SCRATCH 32768   /* longest row streamed through a scratch row (kept in L2) */
 
 #define FSM_K(name) FSM_CAT(name##_, SUF)
 
@@ -29,15 +32,6 @@ typedef struct {
     int stream;        /* write the result with streaming stores */
 } FSM_K(fsm_slices);
 
-/* rows x cols (row-major) -> cols x rows (row-major).  The outer loop runs
- * down the columns: measured faster than along the rows on x86-64. */
-FSM_ALWAYS_INLINE void FSM_K(fsm_transpose)(const REAL *src, REAL *dst, ptrdiff_t rows,
-                                            ptrdiff_t cols)
-{
-    for (ptrdiff_t i = 0; i < cols; i++)
-        for (ptrdiff_t r = 0; r < rows; r++) dst[i * rows + r] = src[r * cols + i];
-}
-
 /* Asks for the next row while this one is computed, so that the max pass
  * does not stall on memory. */
 FSM_ALWAYS_INLINE void FSM_K(fsm_prefetch)(const REAL *p, ptrdiff_t n)
@@ -48,73 +42,74 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_prefetch)(const REAL *p, ptrdiff_t n)
 /* Defines the range functions that the threads run for operation OP, from
  * OP_row(a, b, out, n) and OP_slab(a, b, out, n, w, si), and OP_run, which
  * splits the work among threads. */
-#define FSM_DEFINE_RUN(OP)                                                                    \
-    FSM_HOT static void FSM_K(OP##_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)              \
-    {                                                                                         \
-        const FSM_K(fsm_slices) *c = ctx;                                                     \
-        const ptrdiff_t n = c->n;                                                             \
-        const REAL *b = c->b;                                                                 \
-        if (c->stream && n <= FSM_ROW_SCRATCH) {                                              \
-            REAL scratch[FSM_ROW_SCRATCH];                                                    \
-            for (ptrdiff_t r = r0; r < r1; r++) {                                             \
-                if (r + 1 < r1) FSM_K(fsm_prefetch)(c->a + (r + 1) * n, n);                   \
-                FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, scratch, n);              \
-                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r * n, scratch, n);                   \
-            }                                                                                 \
-            fsm_stream_fence();                                                               \
-            return;                                                                           \
-        }                                                                                     \
-        for (ptrdiff_t r = r0; r < r1; r++)                                                   \
-            FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, c->out + r * n, n);           \
-    }                                                                                         \
-    FSM_HOT static void FSM_K(OP##_short_rows)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)        \
-    {                                                                                         \
-        const FSM_K(fsm_slices) *c = ctx;                                                     \
-        const ptrdiff_t n = c->n;                                                             \
-        REAL ta[FSM_SCRATCH], tb[FSM_SCRATCH];                                                \
-        for (ptrdiff_t t = t0; t < t1; t++) {                                                 \
-            const ptrdiff_t r0 = t * c->block;                                                \
-            const ptrdiff_t rows = c->outer - r0 < c->block ? c->outer - r0 : c->block;       \
-            FSM_K(fsm_transpose)(c->a + r0 * n, ta, rows, n);                                 \
-            if (c->b) FSM_K(fsm_transpose)(c->b + r0 * n, tb, rows, n);                       \
-            FSM_K(OP##_slab)(ta, tb, ta, n, rows, rows);                                      \
-            if (c->stream) {                                                                  \
-                FSM_K(fsm_transpose)(ta, tb, n, rows);                                        \
-                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r0 * n, tb, rows * n);                \
-            } else {                                                                          \
-                FSM_K(fsm_transpose)(ta, c->out + r0 * n, n, rows);                           \
-            }                                                                                 \
-        }                                                                                     \
-        if (c->stream) fsm_stream_fence();                                                    \
-    }                                                                                         \
-    FSM_HOT static void FSM_K(OP##_columns)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)           \
-    {                                                                                         \
-        const FSM_K(fsm_slices) *c = ctx;                                                     \
-        for (ptrdiff_t t = t0; t < t1; t++) {                                                 \
-            const ptrdiff_t o = t / c->blocks_per_outer;                                      \
-            const ptrdiff_t j0 = (t % c->blocks_per_outer) * c->block;                        \
-            const ptrdiff_t w = c->inner - j0 < c->block ? c->inner - j0 : c->block;          \
-            const ptrdiff_t offset = o * c->n * c->inner + j0;                                \
-            FSM_K(OP##_slab)(c->a + offset, c->b ? c->b + offset : NULL, c->out + offset,     \
-                             c->n, w, c->inner);                                              \
-        }                                                                                     \
-    }                                                                                         \
-    static void FSM_K(OP##_run)(FSM_K(fsm_slices) * c, int max_threads)                      \
-    {                                                                                         \
-        const ptrdiff_t n = c->n;                                                             \
-        c->stream = c->outer * n * c->inner * (ptrdiff_t)sizeof(REAL) >= FSM_STREAM_BYTES;    \
-        if (c->inner == 1 && n >= FSM_SHORT_ROW) {                                            \
-            fsm_parallel_for(c->outer, n, max_threads, FSM_K(OP##_rows), c);                  \
-        } else if (c->inner == 1) {                                                           \
-            c->block = FSM_SCRATCH / n / 16 * 16;                                             \
-            fsm_parallel_for((c->outer + c->block - 1) / c->block, n * c->block, max_threads, \
-                             FSM_K(OP##_short_rows), c);                                      \
-        } else {                                                                              \
-            c->block = FSM_SLAB;                                                              \
-            c->blocks_per_outer = (c->inner + FSM_SLAB - 1) / FSM_SLAB;                       \
-            fsm_parallel_for(c->outer * c->blocks_per_outer, n * FSM_SLAB, max_threads,       \
-                             FSM_K(OP##_columns), c);                                         \
-        }                                                                                     \
+#define FSM_DEFINE_RUN(OP)                                                                        \
+    FSM_HOT static void FSM_K(OP##_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)                   \
+    {                                                                                             \
+        const FSM_K(fsm_slices) *c = ctx;                                                         \
+        const ptrdiff_t n = c->n;                                                                 \
+        const REAL *b = c->b;                                                                     \
+        REAL *scratch = c->stream && n <= FSM_ROW_SCRATCH ? malloc(n * sizeof *scratch) : NULL;   \
+        if (scratch) {                                                                            \
+            for (ptrdiff_t r = r0; r < r1; r++) {                                                 \
+                if (r + 1 < r1) FSM_K(fsm_prefetch)(c->a + (r + 1) * n, n);                       \
+                FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, scratch, n);                  \
+                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r * n, scratch, n);                       \
+            }                                                                                     \
+            fsm_stream_fence();                                                                   \
+            free(scratch);                                                                        \
+            return;                                                                               \
+        }                                                                                         \
+        for (ptrdiff_t r = r0; r < r1; r++)                                                       \
+            FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, c->out + r * n, n);               \
+    }                                                                                             \
+    FSM_HOT static void FSM_K(OP##_short_rows)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)             \
+    {                                                                                             \
+        const FSM_K(fsm_slices) *c = ctx;                                                         \
+        const ptrdiff_t n = c->n;                                                                 \
+        REAL ta[FSM_SCRATCH], tb[FSM_SCRATCH];                                                    \
+        for (ptrdiff_t t = t0; t < t1; t++) {                                                     \
+            const ptrdiff_t r0 = t * c->block;                                                    \
+            const ptrdiff_t rows = c->outer - r0 < c->block ? c->outer - r0 : c->block;           \
+            FSM_CAT(fsm_transpose_, SUF)(c->a + r0 * n, ta, rows, n);                             \
+            if (c->b) FSM_CAT(fsm_transpose_, SUF)(c->b + r0 * n, tb, rows, n);                   \
+            FSM_K(OP##_slab)(ta, tb, ta, n, rows, rows);                                          \
+            if (c->stream) {                                                                      \
+                FSM_CAT(fsm_transpose_, SUF)(ta, tb, n, rows);                                    \
+                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r0 * n, tb, rows * n);                    \
+            } else {                                                                              \
+                FSM_CAT(fsm_transpose_, SUF)(ta, c->out + r0 * n, n, rows);                       \
+            }                                                                                     \
+        }                                                                                         \
+        if (c->stream) fsm_stream_fence();                                                        \
+    }                                                                                             \
+    FSM_HOT static void FSM_K(OP##_columns)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)                \
+    {                                                                                             \
+        const FSM_K(fsm_slices) *c = ctx;                                                         \
+        for (ptrdiff_t t = t0; t < t1; t++) {                                                     \
+            const ptrdiff_t o = t / c->blocks_per_outer;                                          \
+            const ptrdiff_t j0 = (t % c->blocks_per_outer) * c->block;                            \
+            const ptrdiff_t w = c->inner - j0 < c->block ? c->inner - j0 : c->block;              \
+            const ptrdiff_t offset = o * c->n * c->inner + j0;                                    \
+            FSM_K(OP##_slab)(c->a + offset, c->b ? c->b + offset : NULL, c->out + offset,         \
+                             c->n, w, c->inner);                                                  \
+        }                                                                                         \
+    }                                                                                             \
+    static void FSM_K(OP##_run)(FSM_K(fsm_slices) * c, int max_threads)                           \
+    {                                                                                             \
+        const ptrdiff_t n = c->n;                                                                 \
+        c->stream = c->outer * n * c->inner * (ptrdiff_t)sizeof(REAL) >= FSM_STREAM_BYTES;        \
+        if (c->inner == 1 && n >= FSM_SHORT_ROW) {                                                \
+            fsm_parallel_for(c->outer, n, max_threads, FSM_K(OP##_rows), c);                      \
+        } else if (c->inner == 1) {                                                               \
+            c->block = FSM_SCRATCH / n / 16 * 16;                                                 \
+            fsm_parallel_for((c->outer + c->block - 1) / c->block, n * c->block, max_threads,     \
+                             FSM_K(OP##_short_rows), c);                                          \
+        } else {                                                                                  \
+            c->block = FSM_SLAB;                                                                  \
+            c->blocks_per_outer = (c->inner + FSM_SLAB - 1) / FSM_SLAB;                           \
+            fsm_parallel_for(c->outer * c->blocks_per_outer, n * FSM_SLAB, max_threads,           \
+                             FSM_K(OP##_columns), c);                                             \
+        }                                                                                         \
     }
 
 /* Element i of slice j in a slab. */
