@@ -53,7 +53,7 @@ class Bad:
         return rf"\b{re.escape(self.arg)}\b" if self.match == "<arg>" else self.match
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class Entry:
     name: str
     # make(rng, shape, dtype, axis, special) -> valid keyword arguments.  `shape`
@@ -69,6 +69,9 @@ class Entry:
     scale: Callable = lambda kwargs, axis: 1.0  # absolute error scale of the results
     bad: Tuple[Bad, ...] = ()
     positional: Tuple[str, ...] = ()  # arguments passed by position (names API.md leaves open)
+
+    def __repr__(self):
+        return f"Entry({self.name!r})"
 
     @property
     def live(self):
@@ -284,6 +287,7 @@ def _float_dtype(dtype):
 
 
 def _make_cross_entropy(rng, shape, dtype, axis, special):
+    axis %= len(shape)
     logits = values(rng, shape, dtype, special)
     c = shape[axis]
     index_shape = shape[:axis] + shape[axis + 1:]
@@ -396,6 +400,7 @@ def _reduced(shape, axis):
 
 
 def _make_bn_forward(rng, shape, dtype, axis, special):
+    axis %= len(shape)
     c = shape[axis]
     count = int(np.prod(shape)) // max(c, 1)
     kw = {"x": values(rng, shape, dtype, special), "axis": axis,
@@ -413,6 +418,7 @@ def _make_bn_forward(rng, shape, dtype, axis, special):
 
 
 def _make_bn_backward(rng, shape, dtype, axis, special):
+    axis %= len(shape)
     x = values(rng, shape, dtype, special)
     xs = x.astype(np.float64)
     red = _reduced(shape, axis)
@@ -436,6 +442,7 @@ def _make_bn_stats(rng, shape, dtype, axis, special):
 
 
 def _make_merge_stats(rng, shape, dtype, axis, special):
+    axis %= len(shape)
     shards = []
     for _ in range(int(rng.integers(1, 4))):
         part = values(rng, (int(rng.integers(0, 5)), shape[axis]), np.float64, special)
@@ -515,3 +522,41 @@ THREAD_BAD = (
 ENTRIES = SOFTMAX_FAMILY + CROSS_ENTROPY + BATCH_NORM
 LIVE = [e for e in ENTRIES if e.live]
 BY_NAME = {e.name: e for e in ENTRIES}
+
+
+# ---- comparing with the reference -------------------------------------------------
+
+def relayout(a, layout):
+    """The values of `a` in another memory layout (one of LAYOUTS)."""
+    if layout == "C" or not isinstance(a, np.ndarray) or a.ndim == 0:
+        return a
+    if layout == "F":
+        return np.asfortranarray(a)
+    if layout == "strided":
+        padded = np.zeros(tuple(2 * s for s in a.shape), a.dtype)
+        view = padded[tuple(slice(None, None, 2) for _ in a.shape)]
+    else:  # "negative"
+        view = np.empty_like(a)[tuple(slice(None, None, -1) for _ in a.shape)]
+    view[...] = a
+    return view
+
+
+def assert_agree(entry, got, want, kwargs, axis):
+    """fastsm's result `got` equals the reference's `want`: same types, shapes
+    and dtypes, NaN and inf in the same places, the rest within the result
+    dtype's tolerance (absolute part scaled by entry.scale)."""
+    if isinstance(want, tuple):
+        assert isinstance(got, tuple) and len(got) == len(want), (type(got), type(want))
+        for g, w in zip(got, want):
+            assert_agree(entry, g, w, kwargs, axis)
+        return
+    if isinstance(want, (int, np.integer)) and not isinstance(want, bool):
+        assert got == want
+        return
+    got_a, want_a = np.asarray(got), np.asarray(want)
+    assert got_a.shape == want_a.shape, (got_a.shape, want_a.shape)
+    assert got_a.dtype == want_a.dtype, (got_a.dtype, want_a.dtype)
+    rtol = RTOL.get(want_a.dtype, 0.0)
+    atol = rtol * entry.scale(kwargs, axis) + FLOOR.get(want_a.dtype, 0.0)
+    np.testing.assert_allclose(got_a.astype(np.float64), want_a.astype(np.float64),
+                               rtol=rtol, atol=atol, equal_nan=True)
