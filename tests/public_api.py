@@ -11,6 +11,7 @@ The cross-entropy and batch-norm entries are written from API.md ahead of
 their kernels: an entry is live only when ``hasattr(fastsm, name)``, so they
 join every table-driven test by themselves once those functions are merged.
 """
+import copy
 import dataclasses
 import re
 from typing import Callable, Optional, Tuple
@@ -69,6 +70,9 @@ class Entry:
     scale: Callable = lambda kwargs, axis: 1.0  # absolute error scale of the results
     bad: Tuple[Bad, ...] = ()
     positional: Tuple[str, ...] = ()  # arguments passed by position (names API.md leaves open)
+    # to_domain(kwargs, axis): the arguments moved into the function's domain,
+    # where IEEE results do not depend on the order of a sum (see below).
+    to_domain: Callable = lambda kwargs, axis: kwargs
 
     def __repr__(self):
         return f"Entry({self.name!r})"
@@ -213,9 +217,45 @@ def _make_unary(rng, shape, dtype, axis, special):
     return {"x": values(rng, shape, dtype, special), "axis": axis}
 
 
+# The backward passes sum along the axis.  When a partial sum overflows, the
+# result (inf or NaN) depends on the order of the additions, which differs
+# between the kernels (vector lanes, FMA) and NumPy (pairwise): no order is
+# right.  Their domain here: y in [0, 1] (logp <= 0), as softmax gives, and
+# finite grads below max / (2 * size), so no partial sum can overflow; NaN
+# and +-inf still come in as they are.
+
+def _sum_safe(a):
+    a = np.asarray(a)
+    if a.dtype.kind != "f" or a.size == 0:
+        return a
+    bound = float(np.finfo(a.dtype).max) / (2 * a.size)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(a), np.clip(a, -bound, bound), a).astype(a.dtype)
+
+
+def _softmax_backward_domain(kw, axis):
+    kw = dict(kw)
+    kw["grad"] = _sum_safe(kw["grad"])
+    y = np.asarray(kw["y"])
+    if y.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            kw["y"] = np.clip(np.abs(y), 0, 1).astype(y.dtype)
+    return kw
+
+
+def _log_softmax_backward_domain(kw, axis):
+    kw = dict(kw)
+    kw["grad"] = _sum_safe(kw["grad"])
+    logp = np.asarray(kw["logp"])
+    if logp.dtype.kind == "f":
+        kw["logp"] = -np.abs(logp)
+    return kw
+
+
 def _make_softmax_backward(rng, shape, dtype, axis, special):
-    return {"grad": values(rng, shape, dtype, special),
-            "y": distribution(rng, shape, dtype, axis, special), "axis": axis}
+    return _softmax_backward_domain({"grad": values(rng, shape, dtype, special),
+                                     "y": distribution(rng, shape, dtype, axis, special),
+                                     "axis": axis}, axis)
 
 
 def _make_log_softmax_backward(rng, shape, dtype, axis, special):
@@ -223,7 +263,8 @@ def _make_log_softmax_backward(rng, shape, dtype, axis, special):
     if y.dtype.kind == "f":
         with np.errstate(divide="ignore", invalid="ignore"):
             y = np.log(y)
-    return {"grad": values(rng, shape, dtype, special), "logp": y, "axis": axis}
+    return _log_softmax_backward_domain({"grad": values(rng, shape, dtype, special),
+                                         "logp": y, "axis": axis}, axis)
 
 
 def _log_softmax_scale(kw, axis):
@@ -270,10 +311,12 @@ SOFTMAX_FAMILY = [
           bad=array_cases("x") + axis_cases(_ndim("x"), False) + out_cases(_result_like("x"))),
     Entry("softmax_backward", _make_softmax_backward, "int", ("grad", "y"),
           inplace=("grad", "y"), scale=_softmax_backward_scale,
+          to_domain=_softmax_backward_domain,
           bad=array_cases("grad") + array_cases("y") + (_shape_mismatch("y"),)
           + axis_cases(_ndim("grad"), False) + out_cases(_result_like("grad", "y"))),
     Entry("log_softmax_backward", _make_log_softmax_backward, "int", ("grad", "logp"),
           inplace=("grad", "logp"), scale=_log_softmax_backward_scale,
+          to_domain=_log_softmax_backward_domain,
           bad=array_cases("grad") + array_cases("logp") + (_shape_mismatch("logp"),)
           + axis_cases(_ndim("grad"), False) + out_cases(_result_like("grad", "logp"))),
 ]
@@ -560,3 +603,21 @@ def assert_agree(entry, got, want, kwargs, axis):
     atol = rtol * entry.scale(kwargs, axis) + FLOOR.get(want_a.dtype, 0.0)
     np.testing.assert_allclose(got_a.astype(np.float64), want_a.astype(np.float64),
                                rtol=rtol, atol=atol, equal_nan=True)
+
+
+def clone(kwargs):
+    """A deep copy of the arguments that keeps aliasing (out=x stays out is x)
+    and read-only flags (which copy.deepcopy drops)."""
+    memo = {}
+    copied = copy.deepcopy(kwargs, memo)
+
+    def fix(original, twin):
+        if isinstance(original, np.ndarray):
+            twin.flags.writeable = original.flags.writeable
+        elif isinstance(original, (list, tuple)):
+            for o, t in zip(original, twin):
+                fix(o, t)
+
+    for key, value in kwargs.items():
+        fix(value, copied[key])
+    return copied
