@@ -85,7 +85,7 @@ def out_path_cases():
 
 @pytest.mark.parametrize("entry,dtype,axis,in_place", out_path_cases())
 def test_out_paths_allocate_no_array(entry, dtype, axis, in_place):
-    shape = (64, 128)
+    shape = (256, 128)
     kwargs = entry.make(np.random.default_rng(4), shape, dtype, axis, False)
     like = np.asarray(entry.out_of(entry.call(entry.fast, copy.deepcopy(kwargs))))
     kwargs["out"] = kwargs[entry.inplace[0]] if in_place else np.empty_like(like)
@@ -101,6 +101,7 @@ def test_out_paths_allocate_no_array(entry, dtype, axis, in_place):
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
-    # Python's own per-call objects take a few hundred bytes; an array of the
-    # result's shape would take `smallest` (32 KB or more).
-    assert peak < smallest // 8, f"{peak} bytes allocated at the peak"
+    # Python's own per-call objects take a few hundred bytes and per-feature
+    # vectors (batch norm's mean, invstd, factors) a few KB; an array of the
+    # result's shape would take `smallest` (128 KB or more).
+    assert peak < smallest // 4, f"{peak} bytes allocated at the peak"

@@ -50,11 +50,14 @@ def decode_axis(fdp, entry, ndim):
     return None
 
 
-def fill_values(fdp, a):
-    """Overwrite a float array's values with floats from the bytes."""
+def fill_values(fdp, a, specials):
+    """Overwrite a float array's values with floats from the bytes (only
+    moderate finite ones for an entry whose specials are a known gap)."""
     if not isinstance(a, np.ndarray) or a.dtype.kind != "f" or a.size == 0:
         return a
-    raw = fdp.ConsumeFloatList(min(a.size, 4096))
+    count = min(a.size, 4096)
+    raw = (fdp.ConsumeFloatList(count) if specials
+           else fdp.ConsumeFloatListInRange(count, -1e4, 1e4))
     if raw:
         with np.errstate(over="ignore", invalid="ignore"):
             flat = np.resize(np.array(raw, np.float64), a.size).astype(a.dtype)
@@ -117,7 +120,7 @@ def one_input(data):
     if entry.axis_kind:
         kwargs["axis"] = axis
     for k in entry.arrays:
-        kwargs[k] = fill_values(fdp, kwargs[k])
+        kwargs[k] = fill_values(fdp, kwargs[k], entry.specials)
     with np.errstate(all="ignore"):
         kwargs = entry.to_domain(kwargs, axis)
     for k in entry.arrays:
