@@ -30,8 +30,9 @@ def _reduce_axis(x, axis):
 
 def _shifted(x, axis):
     """x - max over axis, with the max taken as PyTorch does: a slice with
-    NaN or +inf, or all -inf, gets NaN everywhere (inf - inf, NaN - x)."""
-    m = np.max(x, axis=axis, keepdims=True)
+    NaN or +inf, or all -inf, gets NaN everywhere (inf - inf, NaN - x).
+    The initial -inf lets empty arrays through (empty results, as API.md)."""
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     with np.errstate(invalid="ignore", over="ignore"):
         return x - m
 

@@ -36,3 +36,23 @@ def ulp_close(actual, expected, ulps, dtype):
     with np.errstate(invalid="ignore"):
         err = np.abs(actual - expected)[finite] / scale[finite]
     assert err.size == 0 or err.max() <= ulps * finfo.eps, f"max error {err.max() / finfo.eps:.2f} ulp"
+
+
+# ---- the `slow` marker: long variants that CI does not run ---------------------
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true",
+                     help="also run the tests marked slow (long memory and fuzz runs)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running variant; run with --run-slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
