@@ -107,7 +107,7 @@ FSM_BN_INLINE void FSM_K(fsm_bn_tile_stats)(const REAL *x, ptrdiff_t width, ptrd
     for (ptrdiff_t j = 0; j < w; j++) {
         const double ds = s[j] / (double)rows, sq = q[j] - s[j] * ds;
         mean[j] = x0[j] + ds;
-        m2[j] = sq > 0 ? sq : 0;
+        m2[j] = sq < 0 ? 0 : sq; /* rounding can make it negative; NaN stays NaN */
     }
 }
 

@@ -523,10 +523,11 @@ def _feature_cases(key):
     )
 
 
-# specials=False: on main (merged batch norm), NaN/inf inputs give results
-# unlike the reference's (a feature holding NaN or inf gets m2 = 0 and invstd =
-# 1/sqrt(eps) instead of NaN; merge_stats of inf means gives NaN, not inf).
-# Reported to the batch-norm owner; set True once fixed.
+# specials=False: with infinities the kernels' shifted sums give NaN where the
+# reference gives +-inf (the mean of a feature holding -inf and finite values,
+# merge_stats of an inf mean with a finite one, batch_norm_backward with
+# invstd = 0 and an overflowed mean).  NaN inputs give NaN statistics, as the
+# reference (tests/test_batchnorm.py::test_nan_feature_gives_nan_statistics).
 BATCH_NORM = [
     Entry("batch_norm_forward", _make_bn_forward, "int", ("x",), out_index=0,
           writes=("running_mean", "running_var"), inplace=("x",), min_ndim=2, min_side=1,

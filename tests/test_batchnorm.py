@@ -383,3 +383,19 @@ def test_matches_torch(rng, shape, training):
     for got, want in [(y, yt), (rm, rm_t), (rv, rv_t), (dx, xt.grad), (dw, wt.grad),
                       (db, bt.grad)]:
         np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,axis", [((5, 3), 1), ((5, 3), -1), ((4, 3, 6, 6), 1), ((3, 7), 0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_feature_gives_nan_statistics(shape, axis, dtype):
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    index = [0] * len(shape)
+    index[axis] = 1
+    x[tuple(index)] = np.nan
+    count, mean, m2 = fastsm.batch_norm_stats(x, axis=axis)
+    _, want_mean, want_m2 = ref.batch_norm_stats(x, axis=axis)
+    np.testing.assert_array_equal(np.isnan(mean), np.isnan(want_mean))
+    np.testing.assert_array_equal(np.isnan(m2), np.isnan(want_m2))
+    assert np.isnan(m2[1]) and not np.isnan(m2[0])
+    _, _, invstd = fastsm.batch_norm_forward(x, axis=axis)
+    assert np.isnan(invstd[1]) and np.isfinite(invstd[0])
