@@ -15,6 +15,7 @@ COMMON_SOURCES = ["src_c/parallel.c"]
 
 FAMILIES = {
     "fastsm._softmax_kernels": ["src_c/softmax.c"],
+    "fastsm._xent_kernels": ["src_c/xent.c"],
 }
 
 if sys.platform == "win32":

@@ -4,11 +4,13 @@ normalization for NumPy, with PyTorch's semantics.
 ``fastsm.reference`` holds the same functions in plain NumPy.
 """
 from ._softmax import hardmax, log_softmax, log_softmax_backward, softmax, softmax_backward
+from ._xent import cross_entropy, cross_entropy_grad, cross_entropy_with_grad
 from ._threads import get_num_threads, set_num_threads, threads
 
 __version__ = "0.1.0"
 
 __all__ = [
     "softmax", "log_softmax", "hardmax", "softmax_backward", "log_softmax_backward",
+    "cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad",
     "set_num_threads", "get_num_threads", "threads",
 ]
