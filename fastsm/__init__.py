@@ -3,6 +3,8 @@ normalization for NumPy, with PyTorch's semantics.
 
 ``fastsm.reference`` holds the same functions in plain NumPy.
 """
+from ._binary import (binary_cross_entropy_with_logits,
+                      binary_cross_entropy_with_logits_grad, sigmoid)
 from ._softmax import hardmax, log_softmax, log_softmax_backward, softmax, softmax_backward
 from ._xent import cross_entropy, cross_entropy_grad, cross_entropy_with_grad
 from ._threads import get_num_threads, set_num_threads, threads
@@ -12,5 +14,6 @@ __version__ = "0.1.0"
 __all__ = [
     "softmax", "log_softmax", "hardmax", "softmax_backward", "log_softmax_backward",
     "cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad",
+    "sigmoid", "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_grad",
     "set_num_threads", "get_num_threads", "threads",
 ]
