@@ -123,16 +123,15 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_row)(const FSM_X(fsm_xent_ctx) *c, pt
     return loss;
 }
 
-/* A slab of w samples starting at `offset` (logits) and `first` (samples);
- * logit i of sample j at offset + i*si + j*sj.  Returns the sum of their
- * losses, in order. */
-FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, ptrdiff_t offset,
-                                                 ptrdiff_t first, ptrdiff_t w, ptrdiff_t si,
-                                                 ptrdiff_t sj)
+/* A slab of w samples, the first being sample `first`: logit i of sample j
+ * at x[i*si + j*sj], its gradient at g[i*si + j*sj] (g NULL: not written).
+ * Returns the sum of their losses, in order. */
+FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, const REAL *x,
+                                                 const REAL *t_unused, REAL *g, ptrdiff_t first,
+                                                 ptrdiff_t w, ptrdiff_t si, ptrdiff_t sj)
 {
+    (void)t_unused;
     const ptrdiff_t n = c->n;
-    const REAL *x = c->x + offset;
-    REAL *g = c->grad ? c->grad + offset : NULL;
     REAL m[FSM_XENT_SLAB], f[FSM_XENT_SLAB], b[FSM_XENT_SLAB], cs[FSM_XENT_SLAB];
     ACC s[FSM_XENT_SLAB], d[FSM_XENT_SLAB], xy[FSM_XENT_SLAB];
     ptrdiff_t y[FSM_XENT_SLAB]; /* -1 for an ignored sample */
@@ -223,13 +222,12 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_row)(const FSM_X(fsm_xent_ctx) *c, ptr
     return loss;
 }
 
-FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_slab)(const FSM_X(fsm_xent_ctx) *c, ptrdiff_t offset,
-                                                ptrdiff_t first, ptrdiff_t w, ptrdiff_t si,
-                                                ptrdiff_t sj)
+/* As fsm_xent_index_slab, with the probabilities at t[i*si + j*sj]. */
+FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_slab)(const FSM_X(fsm_xent_ctx) *c, const REAL *x,
+                                                const REAL *t, REAL *g, ptrdiff_t first,
+                                                ptrdiff_t w, ptrdiff_t si, ptrdiff_t sj)
 {
     const ptrdiff_t n = c->n;
-    const REAL *x = c->x + offset, *t = c->prob + offset;
-    REAL *g = c->grad ? c->grad + offset : NULL;
     const REAL keep = (REAL)c->keep, smooth = (REAL)c->smooth;
     REAL m[FSM_XENT_SLAB], f[FSM_XENT_SLAB];
     ACC s[FSM_XENT_SLAB], tw[FSM_XENT_SLAB], d[FSM_XENT_SLAB];
@@ -281,15 +279,34 @@ static void FSM_X(fsm_xent_plan)(FSM_X(fsm_xent_ctx) *c)
     c->nblocks = c->ntasks < FSM_XENT_BLOCKS ? c->ntasks : FSM_XENT_BLOCKS;
 }
 
+/* Short rows (inner == 1, n < FSM_XENT_SHORT_ROW): w rows of n are copied
+ * transposed into `buf` (n x FSM_XENT_SLAB, sample j of class i at
+ * i*FSM_XENT_SLAB + j), so that the slab loops run at unit stride; the
+ * gradient is computed there and copied back. */
+FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_in)(const REAL *src, REAL *buf, ptrdiff_t w,
+                                                    ptrdiff_t n)
+{
+    for (ptrdiff_t j = 0; j < w; j++)
+        for (ptrdiff_t i = 0; i < n; i++) buf[i * FSM_XENT_SLAB + j] = src[j * n + i];
+}
+
+FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_out)(const REAL *buf, REAL *dst, ptrdiff_t w,
+                                                     ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++)
+        for (ptrdiff_t j = 0; j < w; j++) dst[j * n + i] = buf[i * FSM_XENT_SLAB + j];
+}
+
 /* Defines OP_blocks, the range function the threads run: each block sums
- * the losses of its tasks in order into partial[block].  The slab calls pass
- * one stride as the constant 1, so each is compiled for it. */
+ * the losses of its tasks in order into partial[block].  The column slab
+ * call passes its stride between samples as the constant 1. */
 #define FSM_XENT_DEFINE_BLOCKS(OP)                                                               \
     FSM_HOT static void FSM_X(OP##_blocks)(void *ctx, ptrdiff_t b0, ptrdiff_t b1)               \
     {                                                                                            \
         const FSM_X(fsm_xent_ctx) *c = ctx;                                                      \
         const ptrdiff_t n = c->n, inner = c->inner;                                              \
         const int rows = inner == 1 && n >= FSM_XENT_SHORT_ROW;                                  \
+        REAL xt[FSM_XENT_SHORT_ROW * FSM_XENT_SLAB], tt[FSM_XENT_SHORT_ROW * FSM_XENT_SLAB];     \
         for (ptrdiff_t b = b0; b < b1; b++) {                                                    \
             ACC sum = 0;                                                                         \
             for (ptrdiff_t t = c->ntasks * b / c->nblocks; t < c->ntasks * (b + 1) / c->nblocks; \
@@ -299,12 +316,20 @@ static void FSM_X(fsm_xent_plan)(FSM_X(fsm_xent_ctx) *c)
                 } else if (inner == 1) {                                                         \
                     ptrdiff_t r0 = t * FSM_XENT_SLAB;                                            \
                     ptrdiff_t w = c->outer - r0 < FSM_XENT_SLAB ? c->outer - r0 : FSM_XENT_SLAB; \
-                    sum += FSM_X(OP##_slab)(c, r0 * n, r0, w, 1, n);                             \
+                    FSM_X(fsm_xent_transpose_in)(c->x + r0 * n, xt, w, n);                       \
+                    if (c->prob) FSM_X(fsm_xent_transpose_in)(c->prob + r0 * n, tt, w, n);       \
+                    /* the gradient overwrites the transposed logits */                          \
+                    sum += FSM_X(OP##_slab)(c, xt, tt, c->grad ? xt : NULL, r0, w,               \
+                                            FSM_XENT_SLAB, 1);                                   \
+                    if (c->grad) FSM_X(fsm_xent_transpose_out)(xt, c->grad + r0 * n, w, n);      \
                 } else {                                                                         \
                     ptrdiff_t o = t / c->slabs_per_outer;                                        \
                     ptrdiff_t j0 = (t % c->slabs_per_outer) * FSM_XENT_SLAB;                     \
                     ptrdiff_t w = inner - j0 < FSM_XENT_SLAB ? inner - j0 : FSM_XENT_SLAB;       \
-                    sum += FSM_X(OP##_slab)(c, o * n * inner + j0, o * inner + j0, w, inner, 1); \
+                    ptrdiff_t offset = o * n * inner + j0;                                       \
+                    sum += FSM_X(OP##_slab)(c, c->x + offset, c->prob ? c->prob + offset : NULL, \
+                                            c->grad ? c->grad + offset : NULL, o * inner + j0,   \
+                                            w, inner, 1);                                        \
                 }                                                                                \
             }                                                                                    \
             c->partial[b] = (double)sum;                                                         \
