@@ -99,8 +99,9 @@ def _denominator(p):
                                      p.compute == F32)
     if bad >= 0:
         where = np.unravel_index(bad, p.sample_shape)
-        raise ValueError(f"target {p.target.flat[bad]} at {tuple(map(int, where))} is not a "
-                         f"class in [0, {p.n}) nor ignore_index ({p.ignore_index})")
+        raise ValueError(f"target {p.target.flat[bad]} at {tuple(map(int, where))} is "
+                         f"outside the classes [0, {p.n}) and is not ignore_index "
+                         f"({p.ignore_index})")
     return weight_sum
 
 
