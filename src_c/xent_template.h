@@ -40,13 +40,24 @@ typedef struct {
 
 /* ---- row helpers: one contiguous sample of n logits ------------------- */
 
+/* Sums of exps run in REAL lanes over blocks of FSM_XENT_EXP_BLOCK elements,
+ * each block then added into ACC lanes: float's rounding error stays that of
+ * a short sum, and the loop converts to double once per block. */
+#define FSM_XENT_EXP_BLOCK (16 * FSM_LANES)
+
 /* sum(exp(x - m)), nothing written. */
 FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_sum_exp)(const REAL *x, ptrdiff_t n, REAL m)
 {
     ACC lane[FSM_LANES] = {0};
     ptrdiff_t i = 0;
-    for (; i + FSM_LANES <= n; i += FSM_LANES)
-        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)EXP(x[i + k] - m);
+    while (i + FSM_LANES <= n) {
+        REAL part[FSM_LANES] = {0};
+        const ptrdiff_t end = n - i < FSM_XENT_EXP_BLOCK ? i + (n - i) / FSM_LANES * FSM_LANES
+                                                        : i + FSM_XENT_EXP_BLOCK;
+        for (; i < end; i += FSM_LANES)
+            FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) part[k] += EXP(x[i + k] - m);
+        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)part[k];
+    }
     for (int k = 0; i < n; i++, k++) lane[k] += (ACC)EXP(x[i] - m);
     return FSM_SLICE(fsm_combine_lanes)(lane);
 }
@@ -56,12 +67,18 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_store_exp)(const REAL *x, REAL *e, ptrdiff_
 {
     ACC lane[FSM_LANES] = {0};
     ptrdiff_t i = 0;
-    for (; i + FSM_LANES <= n; i += FSM_LANES)
-        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) {
-            REAL v = EXP(x[i + k] - m);
-            e[i + k] = v;
-            lane[k] += (ACC)v;
-        }
+    while (i + FSM_LANES <= n) {
+        REAL part[FSM_LANES] = {0};
+        const ptrdiff_t end = n - i < FSM_XENT_EXP_BLOCK ? i + (n - i) / FSM_LANES * FSM_LANES
+                                                        : i + FSM_XENT_EXP_BLOCK;
+        for (; i < end; i += FSM_LANES)
+            FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) {
+                REAL v = EXP(x[i + k] - m);
+                e[i + k] = v;
+                part[k] += v;
+            }
+        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)part[k];
+    }
     for (int k = 0; i < n; i++, k++) {
         REAL v = EXP(x[i] - m);
         e[i] = v;
@@ -147,16 +164,23 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, c
         for (ptrdiff_t i = 0; i < n; i++)
             for (ptrdiff_t j = 0; j < w; j++)
                 d[j] += (ACC)FSM_W(i) * (ACC)(FSM_AT(x, i, j) - m[j]);
-    if (g) {
-        for (ptrdiff_t i = 0; i < n; i++)
-            for (ptrdiff_t j = 0; j < w; j++) {
-                REAL e = EXP(FSM_AT(x, i, j) - m[j]);
-                FSM_AT(g, i, j) = e;
-                s[j] += (ACC)e;
-            }
-    } else {
-        for (ptrdiff_t i = 0; i < n; i++)
-            for (ptrdiff_t j = 0; j < w; j++) s[j] += (ACC)EXP(FSM_AT(x, i, j) - m[j]);
+    /* sums in REAL over chunks of classes, then in ACC (see FSM_XENT_EXP_BLOCK) */
+    for (ptrdiff_t i0 = 0; i0 < n; i0 += FSM_XENT_SHORT_ROW) {
+        const ptrdiff_t i1 = n - i0 < FSM_XENT_SHORT_ROW ? n : i0 + FSM_XENT_SHORT_ROW;
+        REAL part[FSM_XENT_SLAB];
+        for (ptrdiff_t j = 0; j < w; j++) part[j] = 0;
+        if (g) {
+            for (ptrdiff_t i = i0; i < i1; i++)
+                for (ptrdiff_t j = 0; j < w; j++) {
+                    REAL e = EXP(FSM_AT(x, i, j) - m[j]);
+                    FSM_AT(g, i, j) = e;
+                    part[j] += e;
+                }
+        } else {
+            for (ptrdiff_t i = i0; i < i1; i++)
+                for (ptrdiff_t j = 0; j < w; j++) part[j] += EXP(FSM_AT(x, i, j) - m[j]);
+        }
+        for (ptrdiff_t j = 0; j < w; j++) s[j] += (ACC)part[j];
     }
     ACC total = 0;
     for (ptrdiff_t j = 0; j < w; j++) {
@@ -173,14 +197,20 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, c
         if (c->loss) c->loss[first + j] = (REAL)loss;
         total += loss;
     }
-    if (g)
+    if (g) {
         for (ptrdiff_t i = 0; i < n; i++) {
             const REAL wi = FSM_W(i);
-            for (ptrdiff_t j = 0; j < w; j++) {
-                REAL v = FSM_AT(g, i, j) * f[j] - (i == y[j] ? b[j] : 0) - wi * cs[j];
-                FSM_AT(g, i, j) = y[j] < 0 ? 0 : v;
-            }
+            for (ptrdiff_t j = 0; j < w; j++) FSM_AT(g, i, j) = FSM_AT(g, i, j) * f[j] - wi * cs[j];
         }
+        /* the one-hot term, and exact zeros for ignored samples (even where
+         * an exp was inf or NaN) */
+        for (ptrdiff_t j = 0; j < w; j++) {
+            if (y[j] >= 0)
+                FSM_AT(g, y[j], j) -= b[j];
+            else
+                for (ptrdiff_t i = 0; i < n; i++) FSM_AT(g, i, j) = 0;
+        }
+    }
     return total;
 }
 
@@ -293,8 +323,8 @@ FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_in)(const REAL *src, REAL *buf, 
 FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_out)(const REAL *buf, REAL *dst, ptrdiff_t w,
                                                      ptrdiff_t n)
 {
-    for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t j = 0; j < w; j++) dst[j * n + i] = buf[i * FSM_XENT_SLAB + j];
+    for (ptrdiff_t j = 0; j < w; j++)
+        for (ptrdiff_t i = 0; i < n; i++) dst[j * n + i] = buf[i * FSM_XENT_SLAB + j];
 }
 
 /* Defines OP_blocks, the range function the threads run: each block sums
