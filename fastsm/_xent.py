@@ -111,6 +111,9 @@ def _grad_destination(p, out):
     if out is None:
         return (np.empty(p.shape, p.compute) if scratch is None else scratch), None
     check_out(out, p.shape, p.result)
+    if out is p.x and (p.is_index or not np.may_share_memory(out, p.target)) \
+            and (p.weight is None or not np.may_share_memory(out, p.weight)):
+        return out, None  # out=logits, the in-place call of a training loop
     if out.dtype == p.compute and out.flags.c_contiguous \
             and not np.may_share_memory(out, p.target) \
             and (p.weight is None or not np.may_share_memory(out, p.weight)) \
