@@ -20,6 +20,9 @@
 #define FSM_XENT_SHORT_ROW 64
 #define FSM_XENT_SLAB 128
 #define FSM_XENT_BLOCKS 256
+/* Row stride of the transposed short-row buffers: not a multiple of 512
+ * bytes, so consecutive classes do not alias in L1 and store forwarding. */
+#define FSM_XENT_BUF_STRIDE (FSM_XENT_SLAB + 16)
 
 #define FSM_X(name) FSM_CAT(name##_, SUF)
 
@@ -317,14 +320,14 @@ FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_in)(const REAL *src, REAL *buf, 
                                                     ptrdiff_t n)
 {
     for (ptrdiff_t j = 0; j < w; j++)
-        for (ptrdiff_t i = 0; i < n; i++) buf[i * FSM_XENT_SLAB + j] = src[j * n + i];
+        for (ptrdiff_t i = 0; i < n; i++) buf[i * FSM_XENT_BUF_STRIDE + j] = src[j * n + i];
 }
 
 FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_out)(const REAL *buf, REAL *dst, ptrdiff_t w,
                                                      ptrdiff_t n)
 {
     for (ptrdiff_t j = 0; j < w; j++)
-        for (ptrdiff_t i = 0; i < n; i++) dst[j * n + i] = buf[i * FSM_XENT_SLAB + j];
+        for (ptrdiff_t i = 0; i < n; i++) dst[j * n + i] = buf[i * FSM_XENT_BUF_STRIDE + j];
 }
 
 /* Defines OP_blocks, the range function the threads run: each block sums
@@ -336,7 +339,8 @@ FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_out)(const REAL *buf, REAL *dst,
         const FSM_X(fsm_xent_ctx) *c = ctx;                                                      \
         const ptrdiff_t n = c->n, inner = c->inner;                                              \
         const int rows = inner == 1 && n >= FSM_XENT_SHORT_ROW;                                  \
-        REAL xt[FSM_XENT_SHORT_ROW * FSM_XENT_SLAB], tt[FSM_XENT_SHORT_ROW * FSM_XENT_SLAB];     \
+        REAL xt[FSM_XENT_SHORT_ROW * FSM_XENT_BUF_STRIDE];                                      \
+        REAL tt[FSM_XENT_SHORT_ROW * FSM_XENT_BUF_STRIDE];                                      \
         for (ptrdiff_t b = b0; b < b1; b++) {                                                    \
             ACC sum = 0;                                                                         \
             for (ptrdiff_t t = c->ntasks * b / c->nblocks; t < c->ntasks * (b + 1) / c->nblocks; \
@@ -350,7 +354,7 @@ FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_out)(const REAL *buf, REAL *dst,
                     if (c->prob) FSM_X(fsm_xent_transpose_in)(c->prob + r0 * n, tt, w, n);       \
                     /* the gradient overwrites the transposed logits */                          \
                     sum += FSM_X(OP##_slab)(c, xt, tt, c->grad ? xt : NULL, r0, w,               \
-                                            FSM_XENT_SLAB, 1);                                   \
+                                            FSM_XENT_BUF_STRIDE, 1);                                   \
                     if (c->grad) FSM_X(fsm_xent_transpose_out)(xt, c->grad + r0 * n, w, n);      \
                 } else {                                                                         \
                     ptrdiff_t o = t / c->slabs_per_outer;                                        \
