@@ -16,6 +16,7 @@
  * in order, and the block sums are added in order, so the total does not
  * depend on how the threads split the blocks. */
 #include "slice_template.h"
+#include "xent_log.h"
 
 #define FSM_XENT_SHORT_ROW 64
 #define FSM_XENT_SLAB 128
@@ -185,6 +186,8 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, c
         }
         for (ptrdiff_t j = 0; j < w; j++) s[j] += (ACC)part[j];
     }
+    ACC lse[FSM_XENT_SLAB];
+    for (ptrdiff_t j = 0; j < w; j++) lse[j] = fsm_xent_log_ge1(s[j]);
     ACC total = 0;
     for (ptrdiff_t j = 0; j < w; j++) {
         ACC loss = 0;
@@ -192,7 +195,7 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, c
         if (y[j] >= 0) {
             const ACC nll_weight = c->keep * (ACC)FSM_W(y[j]);
             const ACC a = nll_weight + c->smooth * c->weight_total;
-            loss = a * log(s[j]) - nll_weight * xy[j] - c->smooth * d[j];
+            loss = a * lse[j] - nll_weight * xy[j] - c->smooth * d[j];
             f[j] = (REAL)(c->scale * a / s[j]);
             b[j] = (REAL)(c->scale * nll_weight);
             cs[j] = (REAL)(c->scale * c->smooth);
@@ -278,9 +281,11 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_slab)(const FSM_X(fsm_xent_ctx) *c, co
             d[j] += wt * (ACC)shifted;
         }
     }
+    ACC lse[FSM_XENT_SLAB];
+    for (ptrdiff_t j = 0; j < w; j++) lse[j] = fsm_xent_log_ge1(s[j]);
     ACC total = 0;
     for (ptrdiff_t j = 0; j < w; j++) {
-        const ACC loss = tw[j] * log(s[j]) - d[j];
+        const ACC loss = tw[j] * lse[j] - d[j];
         f[j] = (REAL)(c->scale * tw[j] / s[j]);
         if (c->loss) c->loss[first + j] = (REAL)loss;
         total += loss;
@@ -313,9 +318,9 @@ static void FSM_X(fsm_xent_plan)(FSM_X(fsm_xent_ctx) *c)
 }
 
 /* Short rows (inner == 1, n < FSM_XENT_SHORT_ROW): w rows of n are copied
- * transposed into `buf` (n x FSM_XENT_SLAB, sample j of class i at
- * i*FSM_XENT_SLAB + j), so that the slab loops run at unit stride; the
- * gradient is computed there and copied back. */
+ * transposed into `buf` (sample j of class i at i*FSM_XENT_BUF_STRIDE + j),
+ * so that the slab loops run at unit stride; the gradient is computed there
+ * and copied back. */
 FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_in)(const REAL *src, REAL *buf, ptrdiff_t w,
                                                     ptrdiff_t n)
 {
