@@ -11,11 +11,12 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-COMMON_SOURCES = ["src_c/parallel.c"]
+COMMON_SOURCES = ["src_c/parallel.c", "src_c/transpose.c"]
 
 FAMILIES = {
     "fastsm._softmax_kernels": ["src_c/softmax.c"],
     "fastsm._xent_kernels": ["src_c/xent.c"],
+    "fastsm._batchnorm_kernels": ["src_c/batchnorm.c"],
 }
 
 if sys.platform == "win32":

@@ -135,7 +135,7 @@ def run_slices(kernel, arrays, names, axis, out, allow_axes=False):
         # The common call, in a few attribute checks: a contiguous float32 or
         # float64 array along its last axis.
         dtype = x.dtype
-        if (dtype == F32 or dtype == F64) and x.flags.c_contiguous and x.ndim and x.size \
+        if (dtype is F32 or dtype is F64) and x.flags.c_contiguous and x.ndim and x.size \
                 and (axis == -1 or axis == x.ndim - 1):
             n = x.shape[-1]
             result = np.empty_like(x)

@@ -194,3 +194,88 @@ def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_we
                                           reduction="mean", out=None):
     _, grad, result = _bce(logits, target, weight, pos_weight, reduction)
     return _finish(grad, result, out)
+# ---- batch normalization ---------------------------------------------------
+
+from ._batchnorm_args import backward_args, feature_view, forward_args, stats_parts  # noqa: E402
+
+
+def _other_axes(ndim, axis):
+    return tuple(a for a in range(ndim) if a != axis)
+
+
+def _per_feature_shape(ndim, axis):
+    """Shape that broadcasts a (C,) array along `axis` of an ndim array."""
+    return tuple(-1 if a == axis else 1 for a in range(ndim))
+
+
+def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var=None, *,
+                       training=True, momentum=0.1, eps=1e-5, axis=1, out=None):
+    args = forward_args(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                        axis, out)
+    v = args.view
+    x = v.x.astype(v.compute, copy=False)
+    axes = _other_axes(x.ndim, v.axis)
+    count = v.outer * v.inner
+    if training:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.mean(x, axis=axes, dtype=np.float64)
+            var = np.var(x, axis=axes, dtype=np.float64)
+        if count and running_mean is not None:
+            running_mean[...] = (1 - args.momentum) * running_mean + args.momentum * mean
+        if count and running_var is not None:
+            running_var[...] = ((1 - args.momentum) * running_var
+                                + args.momentum * var * count / (count - 1))
+    else:
+        mean = running_mean.astype(np.float64)
+        var = running_var.astype(np.float64)
+    invstd = 1 / np.sqrt(var + args.eps)
+    scale = invstd if args.weight is None else invstd * args.weight
+    shift = np.zeros(v.C) if args.bias is None else args.bias
+    b = _per_feature_shape(x.ndim, v.axis)
+    c = v.compute
+    y = (x - mean.astype(c).reshape(b)) * scale.astype(c).reshape(b) + shift.astype(c).reshape(b)
+    return _finish(y, v.result, out), mean.astype(c), invstd.astype(c)
+
+
+def batch_norm_backward(grad, x, weight, mean, invstd, *, training=True, axis=1, out=None):
+    args = backward_args(grad, x, weight, mean, invstd, axis, out)
+    v = args.view
+    b = _per_feature_shape(v.x.ndim, v.axis)
+    axes = _other_axes(v.x.ndim, v.axis)
+    g = args.grad.astype(np.float64)
+    xhat = (v.x.astype(np.float64) - args.mean.reshape(b)) * args.invstd.reshape(b)
+    dweight = np.sum(g * xhat, axis=axes)
+    dbias = np.sum(g, axis=axes)
+    k = args.invstd if args.weight is None else args.invstd * args.weight
+    if training:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dx = k.reshape(b) * (g - np.mean(g, axis=axes, keepdims=True)
+                                 - xhat * np.mean(g * xhat, axis=axes, keepdims=True))
+    else:
+        dx = g * k.reshape(b)
+    return _finish(dx, v.result, out), dweight.astype(v.compute), dbias.astype(v.compute)
+
+
+def batch_norm_stats(x, axis=1):
+    v = feature_view(x, axis)
+    x = v.x.astype(np.float64)
+    axes = _other_axes(x.ndim, v.axis)
+    count = v.outer * v.inner
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.mean(x, axis=axes) if count else np.full(v.C, np.nan)
+    m2 = np.sum((x - mean.reshape(_per_feature_shape(x.ndim, v.axis))) ** 2, axis=axes)
+    return count, mean, m2
+
+
+def merge_stats(parts):
+    # All shards at once about the overall mean (sums of non-negative terms),
+    # rather than fastsm's pairwise fold.
+    parts = [p for p in stats_parts(parts)]
+    C = parts[0][1].shape[0]
+    full = [(n, mean, m2) for n, mean, m2 in parts if n]
+    count = sum(n for n, _, _ in full)
+    if not count:
+        return 0, np.full(C, np.nan), np.zeros(C)
+    mean = sum(n * m for n, m, _ in full) / count
+    m2 = sum(q + n * (m - mean) ** 2 for n, m, q in full)
+    return count, mean, m2

@@ -36,8 +36,15 @@ void fsm_parallel_for(ptrdiff_t ntasks, ptrdiff_t work_per_task, int max_threads
     for (ptrdiff_t t = 0; t < nthreads; t++) {
         jobs[t] = (fsm_range_job){fn, ctx, ntasks * t / nthreads, ntasks * (t + 1) / nthreads};
     }
+    /* An explicit stack size: the kernels keep scratch slabs on the stack, and
+     * some C libraries give threads only 128 KiB by default. */
+    pthread_attr_t attr;
+    int have_attr = pthread_attr_init(&attr) == 0
+                    && pthread_attr_setstacksize(&attr, (size_t)1 << 20) == 0;
     for (ptrdiff_t t = 1; t < nthreads; t++)
-        started[t] = pthread_create(&tids[t], NULL, fsm_run_job, &jobs[t]) == 0;
+        started[t] = pthread_create(&tids[t], have_attr ? &attr : NULL, fsm_run_job, &jobs[t]) == 0;
+    if (have_attr)
+        pthread_attr_destroy(&attr);
     fsm_run_job(&jobs[0]);
     /* A thread that could not start has its range run here instead. */
     for (ptrdiff_t t = 1; t < nthreads; t++) {

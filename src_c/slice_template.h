@@ -1,7 +1,8 @@
 /* Per-slice building blocks shared by the softmax and cross-entropy kernels,
  * instantiated once per dtype: include after defining REAL (element type),
- * ACC (accumulator type: double for both dtypes), SUF (name suffix) and EXP
- * (the matching vexp.h function).  All are always inlined so that each ISA
+ * ACC (accumulator type: double for both dtypes), SUF (name suffix), EXP and
+ * EXP_NONPOS (the matching vexp.h functions: any argument, and arguments
+ * x - max <= 0).  All are always inlined so that each ISA
  * clone of a caller gets its own vector code.
  *
  * Reductions keep FSM_LANES independent partial results combined in a fixed
@@ -57,14 +58,14 @@ FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_slice_sum)(const REAL *x, ptrdiff_t n)
     return FSM_SLICE(fsm_combine_lanes)(lane);
 }
 
-/* sum(exp(x)) of an already shifted slice. */
+/* sum(exp(x)) of an already shifted slice (x <= 0). */
 FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_slice_sum_exp)(const REAL *x, ptrdiff_t n)
 {
     ACC lane[FSM_LANES] = {0};
     ptrdiff_t i = 0;
     for (; i + FSM_LANES <= n; i += FSM_LANES)
-        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)EXP(x[i + k]);
-    for (int k = 0; i < n; i++, k++) lane[k] += (ACC)EXP(x[i]);
+        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)EXP_NONPOS(x[i + k]);
+    for (int k = 0; i < n; i++, k++) lane[k] += (ACC)EXP_NONPOS(x[i]);
     return FSM_SLICE(fsm_combine_lanes)(lane);
 }
 
@@ -78,10 +79,10 @@ FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_slice_dot)(const REAL *a, const REAL *b, ptr
     return FSM_SLICE(fsm_combine_lanes)(lane);
 }
 
-/* out[i] = exp(x[i] - shift); out may be x. */
+/* out[i] = exp(x[i] - shift) where shift is the slice's max; out may be x. */
 FSM_ALWAYS_INLINE void FSM_SLICE(fsm_exp_shifted)(const REAL *x, REAL *out, ptrdiff_t n, REAL shift)
 {
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = EXP(x[i] - shift);
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = EXP_NONPOS(x[i] - shift);
 }
 
 FSM_ALWAYS_INLINE void FSM_SLICE(fsm_scale)(REAL *x, ptrdiff_t n, REAL factor)
@@ -90,7 +91,8 @@ FSM_ALWAYS_INLINE void FSM_SLICE(fsm_scale)(REAL *x, ptrdiff_t n, REAL factor)
 }
 
 /* Index of the largest entry, the first one on ties; a NaN counts as larger
- * than everything (the first NaN wins), as numpy.argmax. */
+ * than everything (the first NaN wins), as numpy.argmax.  Strided: one
+ * element at a time. */
 FSM_ALWAYS_INLINE ptrdiff_t FSM_SLICE(fsm_slice_argmax)(const REAL *x, ptrdiff_t n, ptrdiff_t stride)
 {
     ptrdiff_t best = 0;
@@ -103,4 +105,32 @@ FSM_ALWAYS_INLINE ptrdiff_t FSM_SLICE(fsm_slice_argmax)(const REAL *x, ptrdiff_t
         }
     }
     return best;
+}
+
+/* The same for a contiguous slice, in two vector passes: the max (NaN if
+ * there is one), then a search for its first occurrence that tests
+ * FSM_LANES entries at a time. */
+FSM_ALWAYS_INLINE ptrdiff_t FSM_SLICE(fsm_row_argmax)(const REAL *x, ptrdiff_t n)
+{
+    REAL lane[FSM_LANES];
+    for (int k = 0; k < FSM_LANES; k++) lane[k] = (REAL)-INFINITY;
+    ptrdiff_t i = 0;
+    for (; i + FSM_LANES <= n; i += FSM_LANES)
+        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) {
+            REAL v = x[i + k];
+            lane[k] = v > lane[k] || v != v ? v : lane[k]; /* once NaN, stays NaN */
+        }
+    REAL m = (REAL)-INFINITY;
+    for (; i < n; i++) m = x[i] > m || x[i] != x[i] ? x[i] : m;
+    for (int k = 0; k < FSM_LANES; k++) m = lane[k] > m || lane[k] != lane[k] ? lane[k] : m;
+    const int nan = m != m;
+    for (i = 0; i + FSM_LANES <= n; i += FSM_LANES) {
+        int hit = 0;
+        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++)
+            hit |= nan ? x[i + k] != x[i + k] : x[i + k] == m;
+        if (hit) break;
+    }
+    for (; i < n; i++)
+        if (nan ? x[i] != x[i] : x[i] == m) return i;
+    return 0; /* not reached: the max, or a NaN, is somewhere */
 }

@@ -1,5 +1,6 @@
 /* Softmax-family kernels: one template, instantiated for float and double.
- * float slices accumulate their sums in double. */
+ * float slices accumulate their sums in double.  Softmax results below the
+ * smallest normal number are flushed to 0 (see fsm_expf_nonpos). */
 #include "softmax.h"
 #include "parallel.h"
 
@@ -7,14 +8,17 @@
 #define ACC double
 #define SUF f32
 #define EXP fsm_expf
+#define EXP_NONPOS fsm_expf_nonpos
 #include "softmax_template.h"
 #undef REAL
 #undef ACC
 #undef SUF
 #undef EXP
+#undef EXP_NONPOS
 
 #define REAL double
 #define ACC double
 #define SUF f64
 #define EXP fsm_exp
+#define EXP_NONPOS fsm_exp_nonpos
 #include "softmax_template.h"

@@ -1,6 +1,6 @@
 /* Cross-entropy kernels for one dtype; xent.c includes this once per dtype
- * after defining REAL, ACC, SUF and EXP (see slice_template.h).  The maths is
- * in xent.h.
+ * after defining REAL, ACC, SUF, EXP and EXP_NONPOS (see slice_template.h).
+ * The maths is in xent.h.
  *
  * One fused pass per sample: max, then exp(x - max) stored in `grad` while
  * its sum (and, for smoothing or probability targets, the weighted sums the
@@ -59,10 +59,10 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_sum_exp)(const REAL *x, ptrdiff_t n, REAL m
         const ptrdiff_t end = n - i < FSM_XENT_EXP_BLOCK ? i + (n - i) / FSM_LANES * FSM_LANES
                                                         : i + FSM_XENT_EXP_BLOCK;
         for (; i < end; i += FSM_LANES)
-            FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) part[k] += EXP(x[i + k] - m);
+            FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) part[k] += EXP_NONPOS(x[i + k] - m);
         FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)part[k];
     }
-    for (int k = 0; i < n; i++, k++) lane[k] += (ACC)EXP(x[i] - m);
+    for (int k = 0; i < n; i++, k++) lane[k] += (ACC)EXP_NONPOS(x[i] - m);
     return FSM_SLICE(fsm_combine_lanes)(lane);
 }
 
@@ -77,14 +77,14 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_store_exp)(const REAL *x, REAL *e, ptrdiff_
                                                         : i + FSM_XENT_EXP_BLOCK;
         for (; i < end; i += FSM_LANES)
             FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) {
-                REAL v = EXP(x[i + k] - m);
+                REAL v = EXP_NONPOS(x[i + k] - m);
                 e[i + k] = v;
                 part[k] += v;
             }
         FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)part[k];
     }
     for (int k = 0; i < n; i++, k++) {
-        REAL v = EXP(x[i] - m);
+        REAL v = EXP_NONPOS(x[i] - m);
         e[i] = v;
         lane[k] += (ACC)v;
     }
@@ -176,13 +176,13 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, c
         if (g) {
             for (ptrdiff_t i = i0; i < i1; i++)
                 for (ptrdiff_t j = 0; j < w; j++) {
-                    REAL e = EXP(FSM_AT(x, i, j) - m[j]);
+                    REAL e = EXP_NONPOS(FSM_AT(x, i, j) - m[j]);
                     FSM_AT(g, i, j) = e;
                     part[j] += e;
                 }
         } else {
             for (ptrdiff_t i = i0; i < i1; i++)
-                for (ptrdiff_t j = 0; j < w; j++) part[j] += EXP(FSM_AT(x, i, j) - m[j]);
+                for (ptrdiff_t j = 0; j < w; j++) part[j] += EXP_NONPOS(FSM_AT(x, i, j) - m[j]);
         }
         for (ptrdiff_t j = 0; j < w; j++) s[j] += (ACC)part[j];
     }
@@ -234,7 +234,7 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_row)(const FSM_X(fsm_xent_ctx) *c, ptr
     ptrdiff_t i = 0;
 #define FSM_PROB_STEP(idx, k)                                                    \
     {                                                                            \
-        const REAL shifted = x[idx] - m, e = EXP(shifted);                       \
+        const REAL shifted = x[idx] - m, e = EXP_NONPOS(shifted);                       \
         const ACC wt = (ACC)(FSM_W(idx) * (keep * t[idx] + smooth));             \
         if (g) g[idx] = e;                                                       \
         s_lane[k] += (ACC)e;                                                     \
@@ -273,7 +273,7 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_slab)(const FSM_X(fsm_xent_ctx) *c, co
     for (ptrdiff_t i = 0; i < n; i++) {
         const REAL wi = FSM_W(i);
         for (ptrdiff_t j = 0; j < w; j++) {
-            const REAL shifted = FSM_AT(x, i, j) - m[j], e = EXP(shifted);
+            const REAL shifted = FSM_AT(x, i, j) - m[j], e = EXP_NONPOS(shifted);
             const ACC wt = (ACC)(wi * (keep * FSM_AT(t, i, j) + smooth));
             if (g) FSM_AT(g, i, j) = e;
             s[j] += (ACC)e;

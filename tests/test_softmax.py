@@ -243,3 +243,28 @@ def test_forward_matches_torch_on_special_values():
     for name in ["softmax", "log_softmax"]:
         want = getattr(torch, name)(torch.tensor(x), -1).numpy()
         np.testing.assert_allclose(getattr(fastsm, name)(x), want, rtol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", FORWARD + BACKWARD)
+@pytest.mark.parametrize("shape,axis", [((300000, 10), -1), ((1100, 1000), -1), ((40, 40000), -1),
+                                        ((1000, 1100), 0)])
+def test_large_results_written_with_streaming_stores(rng, name, shape, axis):
+    # Results of 4 MB and more take the streaming-store paths of the kernels.
+    x = forward_input(rng, shape, np.float32)
+    if name in BACKWARD:
+        g = forward_input(rng, shape, np.float32)
+        y = fastsm.softmax(x, axis)
+        second = y if name == "softmax_backward" else fastsm.log_softmax(x, axis)
+        got = getattr(fastsm, name)(g, second, axis)
+        want = getattr(ref, name)(g.astype(np.float64), second.astype(np.float64), axis)
+        with fastsm.threads(1):
+            np.testing.assert_array_equal(getattr(fastsm, name)(g, second, axis), got)
+    else:
+        got = getattr(fastsm, name)(x, axis)
+        # In float64: NumPy's own float32 sums down a column lose ~n ulp.
+        want = getattr(ref, name)(x.astype(np.float64), axis)
+        with fastsm.threads(1):
+            np.testing.assert_array_equal(getattr(fastsm, name)(x, axis), got)
+        getattr(fastsm, name)(x, axis, out=x)
+        np.testing.assert_array_equal(x, got)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)

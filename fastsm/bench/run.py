@@ -1,0 +1,152 @@
+"""A whole benchmark run: the copy bandwidth, each library in turn, the
+machine's description, and the figures derived from them (GB/s, fraction of
+the copy bandwidth, speed-up over the NumPy reference).
+
+The result is a plain dict (see `SCHEMA`), written as is by ``--json``.
+"""
+import datetime
+import os
+import platform
+import sys
+
+import numpy as np
+
+from . import worker
+from .cases import CASES
+from .timing import copy_bandwidth
+
+SCHEMA = "fastsm-bench/1"
+
+# Environment variables that change how the libraries run; reported, never set.
+ENVIRONMENT = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+               "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS", "JAX_PLATFORMS")
+
+
+def run_benchmark(config, progress=None, isolate=True):
+    """Measure every selected case, shape and library.
+
+    Parameters
+    ----------
+    config : dict
+        ``cases`` (names), ``libraries`` (names), ``shapes`` (tuples),
+        ``dtype``, ``threads``, ``repeats``, ``seed``.
+    progress : callable, optional
+        Called with each result record as it arrives.
+    isolate : bool, default True
+        Run each library in its own process (False: in this one; for tests).
+
+    Returns
+    -------
+    dict
+        ``schema``, ``metadata``, ``libraries``, ``bandwidth``, ``results``.
+    """
+    bandwidth = _bandwidth(config)
+    libraries, results = {}, []
+    for name in config["libraries"]:
+        task = {"library": name, "cases": config["cases"],
+                "shapes": [list(s) for s in config["shapes"]], "dtype": config["dtype"],
+                "threads": config["threads"], "repeats": config["repeats"],
+                "seed": config["seed"]}
+        received = []
+
+        def emit(event, received=received):
+            if event["event"] == "library":
+                libraries[event["library"]] = {k: v for k, v in event.items()
+                                               if k not in ("event", "library")}
+            else:
+                received.append(event)
+                if progress is not None:
+                    progress(event)
+
+        if isolate:
+            code = worker.run_in_subprocess(task, emit)
+            if code != 0:
+                _report_crash(task, received, code, emit)
+        else:
+            worker.run_library(task, emit)
+        results.extend(received)
+    for record in results:
+        del record["event"]
+    derive(results, bandwidth)
+    return {"schema": SCHEMA, "metadata": metadata(config), "libraries": libraries,
+            "bandwidth": bandwidth, "results": results}
+
+
+def _bandwidth(config):
+    """The copy bandwidth at every size the cases move, measured here."""
+    sizes = set()
+    rng = np.random.default_rng(config["seed"])
+    for name in config["cases"]:
+        for shape in config["shapes"]:
+            try:
+                inputs = CASES[name].make_inputs(tuple(shape), np.dtype(config["dtype"]), rng)
+            except ValueError:  # a shape the case cannot take; its record says so
+                continue
+            sizes.add(CASES[name].bytes_moved(inputs))
+    return [copy_bandwidth(n, config["repeats"]) for n in sorted(sizes)]
+
+
+def _report_crash(task, received, code, emit):
+    done = {(r["op"], tuple(r["shape"])) for r in received}
+    for name in task["cases"]:
+        for shape in task["shapes"]:
+            if (name, tuple(shape)) not in done:
+                emit({"event": "result", "op": name, "family": CASES[name].family,
+                      "library": task["library"], "shape": list(shape),
+                      "dtype": task["dtype"], "status": "error",
+                      "note": f"the worker process exited with code {code}"})
+
+
+def derive(results, bandwidth):
+    """Add GB/s, the fraction of the copy bandwidth and the speed-up over the
+    NumPy reference to each measured record (in place)."""
+    copy_gbps = {b["bytes"]: b["gbps"] for b in bandwidth}
+    numpy_time = {(r["op"], tuple(r["shape"])): r["median_s"] for r in results
+                  if r["library"] == "numpy" and r["status"] == "ok"}
+    for r in results:
+        if r["status"] != "ok":
+            continue
+        r["gbps"] = r["bytes"] / r["median_s"] / 1e9
+        limit = copy_gbps.get(r["bytes"])
+        r["copy_gbps"] = limit
+        r["fraction_of_copy"] = None if limit is None else r["gbps"] / limit
+        baseline = numpy_time.get((r["op"], tuple(r["shape"])))
+        r["speedup_vs_numpy"] = None if baseline is None else baseline / r["median_s"]
+
+
+def metadata(config):
+    """What the numbers depend on besides the code: machine, versions, settings."""
+    import fastsm
+    return {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m fastsm.bench"] + config.get("argv", [])),
+        "fastsm_version": fastsm.__version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": _processor(),
+        "usable_cores": _usable_cores(),
+        "dtype": config["dtype"],
+        "threads": config["threads"],
+        "repeats": config["repeats"],
+        "environment": {k: os.environ.get(k) for k in ENVIRONMENT},
+        "threadpools": worker.threadpool_info(),
+    }
+
+
+def _processor():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count()

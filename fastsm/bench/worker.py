@@ -1,0 +1,170 @@
+"""Measure every (case, shape) of one library, in this process or in a fresh one.
+
+Each library runs in its own process so that no thread pool of one (OpenMP,
+Eigen, OpenBLAS) spins or holds cores while another is timed.  The parent
+writes a JSON task on the worker's stdin; the worker writes one JSON event a
+line on stdout, prefixed with `PREFIX` so that anything a library prints
+there cannot be taken for a result.
+"""
+import copy
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+
+import numpy as np
+
+from .. import reference
+from .cases import CASES
+from .libraries import LIBRARIES, Unavailable
+from .timing import time_call
+
+PREFIX = "fastsm-bench-event "
+
+
+def prepare(case, library, handle, inputs):
+    """The callable that runs `case` in `library` on NumPy `inputs`.
+
+    Raises
+    ------
+    Unavailable
+        The library does not have the operation.
+    """
+    impl = case.impls.get(library.name)
+    if impl is None:
+        raise Unavailable(f"{library.name} has no {case.name}")
+    converted = {name: library.convert(handle, array) for name, array in inputs.items()}
+    call = impl(handle, converted)
+    if library.finish is None:
+        return call
+    return lambda: library.finish(call())
+
+
+def run_library(task, emit):
+    """Measure `task["cases"]` x `task["shapes"]` in `task["library"]`.
+
+    Parameters
+    ----------
+    task : dict
+        ``library``, ``cases`` (names), ``shapes`` (lists of ints), ``dtype``,
+        ``threads``, ``repeats``, ``seed``.
+    emit : callable
+        Called with each event: one ``{"event": "library", ...}`` first, then
+        one ``{"event": "result", ...}`` per case and shape.
+    """
+    library = LIBRARIES[task["library"]]
+    try:
+        handle = library.load(task["threads"])
+    except ImportError as exc:
+        emit({"event": "library", "library": library.name, "status": "missing",
+              "note": f"not installed ({exc})"})
+        for name in task["cases"]:
+            for shape in task["shapes"]:
+                emit(_record(CASES[name], library, shape, task["dtype"], status="skipped",
+                             note=f"{library.name} is not installed"))
+        return
+    emit({"event": "library", "library": library.name, "status": "ok",
+          "version": library.version(handle), "threads": task["threads"],
+          "threadpools": threadpool_info()})
+    for name in task["cases"]:
+        for shape in task["shapes"]:
+            emit(measure(CASES[name], library, handle, tuple(shape), task))
+
+
+def measure(case, library, handle, shape, task):
+    """One result record: the timing of `case` at `shape` in `library`, and
+    whether its first result agrees with the NumPy reference."""
+    dtype = np.dtype(task["dtype"])
+    record = _record(case, library, shape, dtype.name, status="ok", note="")
+    try:
+        # The same seed for every library: they all see the same inputs.
+        inputs = case.make_inputs(shape, dtype, np.random.default_rng(task["seed"]))
+        record["bytes"] = case.bytes_moved(inputs)
+        run = prepare(case, library, handle, inputs)
+        expected = _expected(case, inputs)
+        record["matches_reference"] = (None if expected is None else
+                                       _agree(library.to_numpy(run()), expected, dtype))
+        record.update(time_call(run, task["repeats"]))
+    except Unavailable as exc:
+        record.update(status="unavailable", note=str(exc))
+    except Exception as exc:  # a library failing one case must not stop the others
+        record.update(status="error", note=f"{type(exc).__name__}: {exc}")
+    return record
+
+
+def _record(case, library, shape, dtype, status, note):
+    return {"event": "result", "op": case.name, "family": case.family,
+            "library": library.name, "shape": list(shape), "dtype": str(dtype),
+            "status": status, "note": note}
+
+
+def _expected(case, inputs):
+    """The NumPy reference's result, or None where it has no such function."""
+    try:
+        run = prepare(case, LIBRARIES["numpy"], reference, copy.deepcopy(inputs))
+    except Unavailable:
+        return None
+    return LIBRARIES["numpy"].to_numpy(run())
+
+
+def _agree(got, expected, dtype):
+    """Whether the outputs present in both agree, to a tolerance of the dtype."""
+    tol = 2e-3 if dtype.itemsize <= 4 else 1e-9
+    for g, e in zip(got, expected):
+        g, e = np.asarray(g, np.float64), np.asarray(e, np.float64)
+        if g.shape != e.shape:
+            return False
+        scale = np.abs(e[np.isfinite(e)]).max(initial=1.0)
+        if not np.allclose(g, e, rtol=tol, atol=tol * scale, equal_nan=True):
+            return False
+    return True
+
+
+def threadpool_info():
+    """threadpoolctl's view of the native thread pools loaded here (if installed)."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return None
+    keys = ("user_api", "internal_api", "num_threads", "version", "filepath")
+    return [{k: pool.get(k) for k in keys} for pool in threadpoolctl.threadpool_info()]
+
+
+def run_in_subprocess(task, emit):
+    """`run_library` in a fresh Python process; returns its exit code.
+
+    Lines the worker writes to stdout that are not events go to stderr.
+    """
+    env = dict(os.environ)
+    # The worker must import this very fastsm, also from a source tree that
+    # is not installed (an installed one is found anyway; putting
+    # site-packages ahead of the standard library would be wrong).
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    installed = {os.path.abspath(sysconfig.get_paths()[k]) for k in ("purelib", "platlib")}
+    if package_parent not in installed:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent,
+                                                          env.get("PYTHONPATH")]))
+    process = subprocess.Popen([sys.executable, "-m", "fastsm.bench", "--worker"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               env=env)
+    process.stdin.write(json.dumps(task))
+    process.stdin.close()
+    for line in process.stdout:
+        if line.startswith(PREFIX):
+            emit(json.loads(line[len(PREFIX):]))
+        else:
+            sys.stderr.write(line)
+    return process.wait()
+
+
+def serve():
+    """The worker process's main: a task on stdin, events on stdout."""
+    task = json.load(sys.stdin)
+
+    def emit(event):
+        sys.stdout.write(PREFIX + json.dumps(event) + "\n")
+        sys.stdout.flush()
+
+    run_library(task, emit)
+    return 0

@@ -1,0 +1,189 @@
+/* Batch-normalization kernels: the dtype-independent plan and merges, then
+ * one template instantiated for float and double (accumulating in double). */
+#include "batchnorm.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "dispatch.h"
+#include "parallel.h"
+
+/* Features whose runs are shorter than this are reduced as columns: the
+ * array is seen as (outer, C*inner) rows and loops run across a row. */
+#define FSM_BN_RUN_MIN 32
+#define FSM_BN_TILE 256          /* columns per task in the column layout */
+#define FSM_BN_BLOCK 16384       /* values per task, about */
+#define FSM_BN_CHUNK 4096        /* values of a run reduced in one two-pass step */
+#define FSM_BN_LANES 16
+
+/* Work for fsm_parallel_for's grain, from the number of values a task
+ * streams: these passes run at cache speed, while a thread start costs
+ * 20-50 us (more on a busy machine), so a value counts a quarter.  Arrays
+ * up to about 4 * FSM_PARALLEL_GRAIN values (a (256, 1024) batch) stay on
+ * the calling thread; measured faster there on two shared cores. */
+#define FSM_BN_WORK(values) ((values) / 4)
+
+/* Keeps GCC from unrolling a loop over the lanes into scalar code. */
+#define FSM_BN_LANE_LOOP _Pragma("GCC unroll 1")
+
+/* How a reduction is split into tasks; depends only on the shape, never on
+ * the thread count, so every partial result and its merge order are fixed.
+ * Column layout: task (block b, tile k) covers rows [b*rows, ...) and columns
+ * [k*FSM_BN_TILE, ...) of the (outer, width) matrix.  Run layout: task
+ * (feature c, block b) covers the runs of c for o in [b*rows, ...). */
+typedef struct {
+    ptrdiff_t outer, C, inner;
+    int columns;
+    ptrdiff_t width;   /* C*inner in the column layout, C otherwise */
+    ptrdiff_t rows;    /* rows (outer indices) per block */
+    ptrdiff_t nblocks, ntiles, ntasks;
+    ptrdiff_t task_values; /* values a reduction task reads, per input */
+} fsm_bn_plan;
+
+static fsm_bn_plan fsm_bn_make_plan(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)
+{
+    fsm_bn_plan p = {outer, C, inner, inner < FSM_BN_RUN_MIN, C, 1, 1, 1, 1, 1};
+    if (p.columns) {
+        p.width = C * inner;
+        p.ntiles = (p.width + FSM_BN_TILE - 1) / FSM_BN_TILE;
+        ptrdiff_t tile = p.width < FSM_BN_TILE ? p.width : FSM_BN_TILE;
+        p.rows = FSM_BN_BLOCK / tile < 64 ? 64 : FSM_BN_BLOCK / tile;
+    } else {
+        p.rows = FSM_BN_BLOCK / inner < 1 ? 1 : FSM_BN_BLOCK / inner;
+    }
+    p.nblocks = (outer + p.rows - 1) / p.rows;
+    p.ntasks = p.nblocks * (p.columns ? p.ntiles : C);
+    p.task_values = p.rows * (p.columns ? (p.width < FSM_BN_TILE ? p.width : FSM_BN_TILE) : inner);
+    return p;
+}
+
+static ptrdiff_t fsm_bn_block_rows(const fsm_bn_plan *p, ptrdiff_t b)
+{
+    ptrdiff_t left = p->outer - b * p->rows;
+    return left < p->rows ? left : p->rows;
+}
+
+/* Chan et al.: folds the statistics (nb, mb, m2b) of more values into
+ * (*n, *mean, *m2).  Starting from (0, 0, 0) the first fold copies. */
+static inline void fsm_bn_merge(double *n, double *mean, double *m2, double nb, double mb,
+                                double m2b)
+{
+    if (nb == 0)
+        return;
+    double total = *n + nb, delta = mb - *mean;
+    *mean += delta * (nb / total);
+    *m2 += m2b + delta * delta * (*n * (nb / total));
+    *n = total;
+}
+
+/* Per-column partials (block-major: part[b*width + col]) -> per-feature
+ * results: the blocks fold into block 0's row in order, then the inner
+ * columns of each feature fold in order.  Every column of a block has the
+ * same count, so each fold's weights are two scalars and the loops across
+ * columns vectorise.  Overwrites the partials. */
+static void fsm_bn_finish_columns(const fsm_bn_plan *p, double *part_mean, double *part_m2,
+                                  double *mean, double *m2)
+{
+    const ptrdiff_t width = p->width;
+    double n = (double)fsm_bn_block_rows(p, 0);
+    for (ptrdiff_t b = 1; b < p->nblocks; b++) {
+        const double nb = (double)fsm_bn_block_rows(p, b), f = nb / (n + nb), h = n * f;
+        const double *pm = part_mean + b * width, *pq = part_m2 + b * width;
+        for (ptrdiff_t k = 0; k < width; k++) {
+            const double delta = pm[k] - part_mean[k];
+            part_mean[k] += delta * f;
+            part_m2[k] += pq[k] + delta * delta * h;
+        }
+        n += nb;
+    }
+    const ptrdiff_t inner = p->inner;
+    for (ptrdiff_t c = 0; c < p->C; c++) {
+        mean[c] = part_mean[c * inner];
+        m2[c] = part_m2[c * inner];
+    }
+    for (ptrdiff_t j = 1; j < inner; j++) {
+        const double f = 1.0 / (double)(j + 1), h = n * (double)j * f;
+        for (ptrdiff_t c = 0; c < p->C; c++) {
+            const double delta = part_mean[c * inner + j] - mean[c];
+            mean[c] += delta * f;
+            m2[c] += part_m2[c * inner + j] + delta * delta * h;
+        }
+    }
+}
+
+/* Run-layout partials (feature-major: part[c*nblocks + b]) -> per feature. */
+static void fsm_bn_finish_runs(const fsm_bn_plan *p, const double *part_mean,
+                               const double *part_m2, double *mean, double *m2)
+{
+    for (ptrdiff_t c = 0; c < p->C; c++) {
+        double n = 0, mu = 0, q = 0;
+        for (ptrdiff_t b = 0; b < p->nblocks; b++) {
+            ptrdiff_t at = c * p->nblocks + b;
+            fsm_bn_merge(&n, &mu, &q, (double)(fsm_bn_block_rows(p, b) * p->inner),
+                         part_mean[at], part_m2[at]);
+        }
+        mean[c] = mu;
+        m2[c] = q;
+    }
+}
+
+/* Sums of partials in a fixed order: column layout (block-major) folds the
+ * blocks into block 0's row, then the inner columns of each feature; run
+ * layout (feature-major) sums each feature's blocks.  Overwrites the partials. */
+static void fsm_bn_finish_sums(const fsm_bn_plan *p, double *part, double *sum)
+{
+    if (p->columns) {
+        for (ptrdiff_t b = 1; b < p->nblocks; b++)
+            for (ptrdiff_t k = 0; k < p->width; k++) part[k] += part[b * p->width + k];
+        for (ptrdiff_t c = 0; c < p->C; c++) {
+            double s = 0;
+            for (ptrdiff_t j = 0; j < p->inner; j++) s += part[c * p->inner + j];
+            sum[c] = s;
+        }
+    } else {
+        for (ptrdiff_t c = 0; c < p->C; c++) {
+            double s = 0;
+            for (ptrdiff_t b = 0; b < p->nblocks; b++) s += part[c * p->nblocks + b];
+            sum[c] = s;
+        }
+    }
+}
+
+static ptrdiff_t fsm_bn_partial_count(const fsm_bn_plan *p)
+{
+    return p->columns ? p->nblocks * p->width : p->nblocks * p->C;
+}
+
+void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double eps,
+                   const double *weight, double *invstd, double *scale)
+{
+    for (ptrdiff_t c = 0; c < C; c++) {
+        invstd[c] = 1.0 / sqrt(v[c] / divisor + eps);
+        scale[c] = weight ? invstd[c] * weight[c] : invstd[c];
+    }
+}
+
+void fsm_bn_update_running_f32(float *r, const double *batch, ptrdiff_t C, double momentum,
+                               double factor)
+{
+    for (ptrdiff_t c = 0; c < C; c++)
+        r[c] = (float)((1 - momentum) * (double)r[c] + momentum * (factor * batch[c]));
+}
+
+void fsm_bn_update_running_f64(double *r, const double *batch, ptrdiff_t C, double momentum,
+                               double factor)
+{
+    for (ptrdiff_t c = 0; c < C; c++) r[c] = (1 - momentum) * r[c] + momentum * (factor * batch[c]);
+}
+
+#define REAL float
+#define SUF f32
+#include "batchnorm_template.h"
+#undef REAL
+#undef SUF
+
+#define REAL double
+#define SUF f64
+#include "batchnorm_template.h"
+#undef REAL
+#undef SUF

@@ -1,0 +1,361 @@
+/* Batch-normalization kernels for one dtype; batchnorm.c includes this once
+ * per dtype after defining REAL (element type) and SUF (name suffix).
+ * Reductions accumulate in double, never as E[x^2] - E[x]^2 on raw data: a
+ * task's partial statistics are a two-pass mean and sum of squared
+ * deviations of a cached chunk (run layout), or sums of deviations from a
+ * value of the data (column layout); fsm_bn_plan fixes the blocks, and the
+ * partials merge in a fixed order (Chan et al.). */
+#define FSM_K(name) FSM_CAT(name##_, SUF)
+#define FSM_BN_INLINE static inline __attribute__((always_inline))
+
+typedef struct {
+    fsm_bn_plan p;
+    const REAL *g, *x;
+    REAL *out;
+    const double *mean;        /* grad sums: per column (column layout) or per feature */
+    double *part_a, *part_b;   /* per-task partial results */
+    const REAL *pa, *ps, *pm, *pt; /* apply: per column (column layout) or per feature */
+} FSM_K(fsm_bn_job);
+
+/* Lane sums: FSM_BN_LANES partial sums combined in a fixed tree, which the
+ * compiler vectorises without reassociating. */
+FSM_BN_INLINE double FSM_K(fsm_bn_combine_lanes)(double *lane)
+{
+    for (int width = FSM_BN_LANES / 2; width > 0; width /= 2)
+        for (int k = 0; k < width; k++) lane[k] += lane[k + width];
+    return lane[0];
+}
+
+FSM_BN_INLINE double FSM_K(fsm_bn_sum)(const REAL *x, ptrdiff_t n)
+{
+    double lane[FSM_BN_LANES] = {0};
+    ptrdiff_t i = 0;
+    for (; i + FSM_BN_LANES <= n; i += FSM_BN_LANES)
+        FSM_BN_LANE_LOOP for (int k = 0; k < FSM_BN_LANES; k++) lane[k] += (double)x[i + k];
+    for (int k = 0; i < n; i++, k++) lane[k] += (double)x[i];
+    return FSM_K(fsm_bn_combine_lanes)(lane);
+}
+
+/* sum((x - mean)^2) */
+FSM_BN_INLINE double FSM_K(fsm_bn_sum_sqdev)(const REAL *x, ptrdiff_t n, double mean)
+{
+    double lane[FSM_BN_LANES] = {0};
+    ptrdiff_t i = 0;
+    for (; i + FSM_BN_LANES <= n; i += FSM_BN_LANES)
+        FSM_BN_LANE_LOOP for (int k = 0; k < FSM_BN_LANES; k++) {
+            double d = (double)x[i + k] - mean;
+            lane[k] += d * d;
+        }
+    for (int k = 0; i < n; i++, k++) {
+        double d = (double)x[i] - mean;
+        lane[k] += d * d;
+    }
+    return FSM_K(fsm_bn_combine_lanes)(lane);
+}
+
+/* sum(g) into *sg and sum(g * (x - mean)) into *sgx */
+FSM_BN_INLINE void FSM_K(fsm_bn_sum_grad)(const REAL *g, const REAL *x, ptrdiff_t n, double mean,
+                                          double *sg, double *sgx)
+{
+    double lg[FSM_BN_LANES] = {0}, lgx[FSM_BN_LANES] = {0};
+    ptrdiff_t i = 0;
+    for (; i + FSM_BN_LANES <= n; i += FSM_BN_LANES)
+        FSM_BN_LANE_LOOP for (int k = 0; k < FSM_BN_LANES; k++) {
+            double gv = (double)g[i + k];
+            lg[k] += gv;
+            lgx[k] += gv * ((double)x[i + k] - mean);
+        }
+    for (int k = 0; i < n; i++, k++) {
+        double gv = (double)g[i];
+        lg[k] += gv;
+        lgx[k] += gv * ((double)x[i] - mean);
+    }
+    *sg = FSM_K(fsm_bn_combine_lanes)(lg);
+    *sgx = FSM_K(fsm_bn_combine_lanes)(lgx);
+}
+
+/* ---- statistics --------------------------------------------------------- */
+
+/* Mean and sum of squared deviations of w <= FSM_BN_TILE columns (row
+ * stride `width`) over `rows` rows, from sums of the deviations from row 0:
+ * shifted by a value of the data, so cancellation stays small.  Rows go four
+ * at a time, so that the sums (in L1) are loaded and stored once per four. */
+FSM_BN_INLINE void FSM_K(fsm_bn_tile_stats)(const REAL *x, ptrdiff_t width, ptrdiff_t rows,
+                                            ptrdiff_t w, double *mean, double *m2)
+{
+    double x0[FSM_BN_TILE], s[FSM_BN_TILE], q[FSM_BN_TILE];
+    for (ptrdiff_t j = 0; j < w; j++) {
+        x0[j] = (double)x[j];
+        s[j] = q[j] = 0;
+    }
+    ptrdiff_t r = 1;
+    for (; r + 4 <= rows; r += 4) {
+        const REAL *x1 = x + r * width, *x2 = x1 + width, *x3 = x2 + width, *x4 = x3 + width;
+        for (ptrdiff_t j = 0; j < w; j++) {
+            const double d1 = (double)x1[j] - x0[j], d2 = (double)x2[j] - x0[j];
+            const double d3 = (double)x3[j] - x0[j], d4 = (double)x4[j] - x0[j];
+            s[j] += (d1 + d2) + (d3 + d4);
+            q[j] += (d1 * d1 + d2 * d2) + (d3 * d3 + d4 * d4);
+        }
+    }
+    for (; r < rows; r++)
+        for (ptrdiff_t j = 0; j < w; j++) {
+            const double d = (double)x[r * width + j] - x0[j];
+            s[j] += d;
+            q[j] += d * d;
+        }
+    for (ptrdiff_t j = 0; j < w; j++) {
+        const double ds = s[j] / (double)rows, sq = q[j] - s[j] * ds;
+        mean[j] = x0[j] + ds;
+        m2[j] = sq > 0 ? sq : 0;
+    }
+}
+
+/* Column layout: writes each column's block mean and sum of squared
+ * deviations to part_a / part_b[b*width + col]. */
+FSM_HOT static void FSM_K(fsm_bn_stats_columns)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)
+{
+    const FSM_K(fsm_bn_job) *job = ctx;
+    const fsm_bn_plan *p = &job->p;
+    const ptrdiff_t width = p->width;
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        const ptrdiff_t b = t / p->ntiles, col0 = (t % p->ntiles) * FSM_BN_TILE;
+        const ptrdiff_t col1 = width - col0 < FSM_BN_TILE ? width : col0 + FSM_BN_TILE;
+        const ptrdiff_t rows = fsm_bn_block_rows(p, b), row0 = b * p->rows * width;
+        FSM_K(fsm_bn_tile_stats)(job->x + row0 + col0, width, rows, col1 - col0,
+                                 job->part_a + b * width + col0, job->part_b + b * width + col0);
+    }
+}
+
+/* Run layout: merges the chunks of feature c's runs in block b, in order,
+ * into part_a / part_b[c*nblocks + b]. */
+FSM_HOT static void FSM_K(fsm_bn_stats_runs)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)
+{
+    const FSM_K(fsm_bn_job) *job = ctx;
+    const fsm_bn_plan *p = &job->p;
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        const ptrdiff_t c = t / p->nblocks, b = t % p->nblocks, o0 = b * p->rows;
+        const ptrdiff_t o1 = o0 + fsm_bn_block_rows(p, b);
+        double n = 0, mean = 0, m2 = 0;
+        for (ptrdiff_t o = o0; o < o1; o++) {
+            const REAL *run = job->x + (o * p->C + c) * p->inner;
+            for (ptrdiff_t i = 0; i < p->inner; i += FSM_BN_CHUNK) {
+                const ptrdiff_t len = p->inner - i < FSM_BN_CHUNK ? p->inner - i : FSM_BN_CHUNK;
+                const double mc = FSM_K(fsm_bn_sum)(run + i, len) / (double)len;
+                fsm_bn_merge(&n, &mean, &m2, (double)len, mc,
+                             FSM_K(fsm_bn_sum_sqdev)(run + i, len, mc));
+            }
+        }
+        job->part_a[c * p->nblocks + b] = mean;
+        job->part_b[c * p->nblocks + b] = m2;
+    }
+}
+
+int FSM_K(fsm_bn_stats)(const REAL *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
+                        double *mean, double *m2, int max_threads)
+{
+    FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .x = x};
+    const fsm_bn_plan *p = &job.p;
+    const ptrdiff_t np = fsm_bn_partial_count(p);
+    double *part = malloc(2 * (size_t)np * sizeof *part);
+    if (!part)
+        return -1;
+    job.part_a = part;
+    job.part_b = part + np;
+    if (p->columns) {
+        fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
+                         FSM_K(fsm_bn_stats_columns), &job);
+        fsm_bn_finish_columns(p, job.part_a, job.part_b, mean, m2);
+    } else {
+        fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
+                         FSM_K(fsm_bn_stats_runs), &job);
+        fsm_bn_finish_runs(p, job.part_a, job.part_b, mean, m2);
+    }
+    free(part);
+    return 0;
+}
+
+/* ---- gradient sums ------------------------------------------------------ */
+
+/* sum(g) and sum(g * (x - mean)) of w <= FSM_BN_TILE columns over `rows`
+ * rows (row stride `width`), into sg[j] and sgx[j]; rows four at a time. */
+FSM_BN_INLINE void FSM_K(fsm_bn_tile_grad)(const REAL *g, const REAL *x, ptrdiff_t width,
+                                           ptrdiff_t rows, ptrdiff_t w, const double *mean,
+                                           double *sg, double *sgx)
+{
+    double m[FSM_BN_TILE], s[FSM_BN_TILE], sx[FSM_BN_TILE];
+    for (ptrdiff_t j = 0; j < w; j++) {
+        m[j] = mean[j];
+        s[j] = sx[j] = 0;
+    }
+    ptrdiff_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const REAL *g1 = g + r * width, *g2 = g1 + width, *g3 = g2 + width, *g4 = g3 + width;
+        const REAL *x1 = x + r * width, *x2 = x1 + width, *x3 = x2 + width, *x4 = x3 + width;
+        for (ptrdiff_t j = 0; j < w; j++) {
+            const double a1 = (double)g1[j], a2 = (double)g2[j], a3 = (double)g3[j],
+                         a4 = (double)g4[j];
+            s[j] += (a1 + a2) + (a3 + a4);
+            sx[j] += (a1 * ((double)x1[j] - m[j]) + a2 * ((double)x2[j] - m[j]))
+                   + (a3 * ((double)x3[j] - m[j]) + a4 * ((double)x4[j] - m[j]));
+        }
+    }
+    for (; r < rows; r++)
+        for (ptrdiff_t j = 0; j < w; j++) {
+            const double a = (double)g[r * width + j];
+            s[j] += a;
+            sx[j] += a * ((double)x[r * width + j] - m[j]);
+        }
+    for (ptrdiff_t j = 0; j < w; j++) {
+        sg[j] = s[j];
+        sgx[j] = sx[j];
+    }
+}
+
+/* Column layout: part_a / part_b[b*width + col] = the block's sum(g) and
+ * sum(g * (x - mean)), mean given per column. */
+FSM_HOT static void FSM_K(fsm_bn_grad_columns)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)
+{
+    const FSM_K(fsm_bn_job) *job = ctx;
+    const fsm_bn_plan *p = &job->p;
+    const ptrdiff_t width = p->width;
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        const ptrdiff_t b = t / p->ntiles, col0 = (t % p->ntiles) * FSM_BN_TILE;
+        const ptrdiff_t col1 = width - col0 < FSM_BN_TILE ? width : col0 + FSM_BN_TILE;
+        const ptrdiff_t rows = fsm_bn_block_rows(p, b), row0 = b * p->rows * width;
+        FSM_K(fsm_bn_tile_grad)(job->g + row0 + col0, job->x + row0 + col0, width, rows,
+                                col1 - col0, job->mean + col0, job->part_a + b * width + col0,
+                                job->part_b + b * width + col0);
+    }
+}
+
+/* Run layout: part_a / part_b[c*nblocks + b], mean given per feature. */
+FSM_HOT static void FSM_K(fsm_bn_grad_runs)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)
+{
+    const FSM_K(fsm_bn_job) *job = ctx;
+    const fsm_bn_plan *p = &job->p;
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        const ptrdiff_t c = t / p->nblocks, b = t % p->nblocks, o0 = b * p->rows;
+        const ptrdiff_t o1 = o0 + fsm_bn_block_rows(p, b);
+        double sg = 0, sgx = 0;
+        for (ptrdiff_t o = o0; o < o1; o++) {
+            const ptrdiff_t offset = (o * p->C + c) * p->inner;
+            double rg, rgx;
+            FSM_K(fsm_bn_sum_grad)(job->g + offset, job->x + offset, p->inner, job->mean[c], &rg,
+                                   &rgx);
+            sg += rg;
+            sgx += rgx;
+        }
+        job->part_a[c * p->nblocks + b] = sg;
+        job->part_b[c * p->nblocks + b] = sgx;
+    }
+}
+
+int FSM_K(fsm_bn_grad_sums)(const REAL *g, const REAL *x, ptrdiff_t outer, ptrdiff_t C,
+                            ptrdiff_t inner, const double *mean, double *sum_g, double *sum_gxc,
+                            int max_threads)
+{
+    FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .g = g, .x = x, .mean = mean};
+    const fsm_bn_plan *p = &job.p;
+    const ptrdiff_t np = fsm_bn_partial_count(p);
+    /* The column layout also needs the mean of every column. */
+    const ptrdiff_t ncol = p->columns ? p->width : 0;
+    double *part = malloc((2 * (size_t)np + (size_t)ncol) * sizeof *part);
+    if (!part)
+        return -1;
+    job.part_a = part;
+    job.part_b = part + np;
+    if (p->columns) {
+        double *col_mean = part + 2 * np;
+        for (ptrdiff_t c = 0; c < C; c++)
+            for (ptrdiff_t j = 0; j < inner; j++) col_mean[c * inner + j] = mean[c];
+        job.mean = col_mean;
+        fsm_parallel_for(p->ntasks, FSM_BN_WORK(2 * p->task_values), max_threads,
+                         FSM_K(fsm_bn_grad_columns), &job);
+    } else {
+        fsm_parallel_for(p->ntasks, FSM_BN_WORK(2 * p->task_values), max_threads,
+                         FSM_K(fsm_bn_grad_runs), &job);
+    }
+    fsm_bn_finish_sums(p, job.part_a, sum_g);
+    fsm_bn_finish_sums(p, job.part_b, sum_gxc);
+    free(part);
+    return 0;
+}
+
+/* ---- elementwise: out = a*g + s*(x - m) + t ----------------------------- */
+
+/* One row or run of n values with parameters at stride `ps_step` (1: one per
+ * column; 0: the same for the whole run).  Written out three times so that
+ * each loop has only the terms it needs. */
+FSM_BN_INLINE void FSM_K(fsm_bn_apply_span)(const FSM_K(fsm_bn_job) *job, ptrdiff_t offset,
+                                            ptrdiff_t n, ptrdiff_t param, ptrdiff_t step)
+{
+    const REAL *g = job->g ? job->g + offset : NULL, *x = job->x ? job->x + offset : NULL;
+    REAL *out = job->out + offset;
+    const REAL *pa = job->pa + param, *ps = job->ps + param, *pm = job->pm + param,
+               *pt = job->pt + param;
+    if (!g) {
+        for (ptrdiff_t i = 0; i < n; i++)
+            out[i] = ps[i * step] * (x[i] - pm[i * step]) + pt[i * step];
+    } else if (!x) {
+        for (ptrdiff_t i = 0; i < n; i++) out[i] = pa[i * step] * g[i] + pt[i * step];
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++)
+            out[i] = pa[i * step] * g[i] + ps[i * step] * (x[i] - pm[i * step]) + pt[i * step];
+    }
+}
+
+FSM_HOT static void FSM_K(fsm_bn_apply_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)
+{
+    const FSM_K(fsm_bn_job) *job = ctx;
+    const ptrdiff_t width = job->p.width;
+    for (ptrdiff_t r = r0; r < r1; r++) FSM_K(fsm_bn_apply_span)(job, r * width, width, 0, 1);
+}
+
+FSM_HOT static void FSM_K(fsm_bn_apply_runs)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)
+{
+    const FSM_K(fsm_bn_job) *job = ctx;
+    const ptrdiff_t C = job->p.C, inner = job->p.inner;
+    for (ptrdiff_t r = r0; r < r1; r++) FSM_K(fsm_bn_apply_span)(job, r * inner, inner, r % C, 0);
+}
+
+int FSM_K(fsm_bn_apply)(const REAL *g, const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C,
+                        ptrdiff_t inner, const double *a, const double *s, const double *mean,
+                        const double *t, int max_threads)
+{
+    FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .g = g, .x = x, .out = out};
+    const ptrdiff_t width = job.p.width, per = job.p.columns ? inner : 1;
+    REAL *params = malloc(4 * (size_t)width * sizeof *params);
+    if (!params)
+        return -1;
+    REAL *pa = params, *ps = params + width, *pm = params + 2 * width, *pt = params + 3 * width;
+    /* The mean is split as m + lo with m its REAL rounding: x - m is exact for
+     * x near the mean, and s*lo folds into t, so data far from zero keeps its
+     * precision. */
+    for (ptrdiff_t c = 0; c < C; c++) {
+        const double mc = x ? mean[c] : 0, sc = x ? s[c] : 0;
+        const REAL m = (REAL)mc;
+        const REAL shift = (REAL)((t ? t[c] : 0) - sc * (mc - (double)m));
+        for (ptrdiff_t k = c * per; k < (c + 1) * per; k++) {
+            pa[k] = g ? (REAL)a[c] : 0;
+            ps[k] = (REAL)sc;
+            pm[k] = m;
+            pt[k] = shift;
+        }
+    }
+    job.pa = pa;
+    job.ps = ps;
+    job.pm = pm;
+    job.pt = pt;
+    if (job.p.columns)
+        fsm_parallel_for(outer, FSM_BN_WORK(2 * width), max_threads, FSM_K(fsm_bn_apply_rows),
+                         &job);
+    else
+        fsm_parallel_for(outer * C, FSM_BN_WORK(2 * inner), max_threads,
+                         FSM_K(fsm_bn_apply_runs), &job);
+    free(params);
+    return 0;
+}
+
+#undef FSM_BN_INLINE
+#undef FSM_K

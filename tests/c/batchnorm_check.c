@@ -1,0 +1,106 @@
+/* Runs every batch-norm kernel over edge shapes and compares it with plain
+ * double-precision loops; statistics must be bit-identical for 1 to 3
+ * threads.  Built with AddressSanitizer and UndefinedBehaviorSanitizer by the
+ * Makefile beside it. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "batchnorm.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                      \
+    do {                                                                                      \
+        if (!(cond) && failures++ < 20) {                                                     \
+            printf(__VA_ARGS__);                                                              \
+            printf("\n");                                                                     \
+        }                                                                                     \
+    } while (0)
+
+#define RUN(REAL, SUF, TOL)                                                                   \
+static void run_##SUF(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)                          \
+{                                                                                             \
+    ptrdiff_t n = outer * C * inner;                                                          \
+    /* exact-size allocations so ASan catches any overrun */                                  \
+    REAL *x = malloc(n * sizeof *x), *g = malloc(n * sizeof *g), *y = malloc(n * sizeof *y);  \
+    REAL *y2 = malloc(n * sizeof *y2);                                                        \
+    double *mean = malloc(C * 8), *m2 = malloc(C * 8), *sg = malloc(C * 8), *sgx = malloc(C * 8); \
+    double *mean2 = malloc(C * 8), *m22 = malloc(C * 8), *a = malloc(C * 8), *s = malloc(C * 8); \
+    double *t = malloc(C * 8);                                                                \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                       \
+        x[i] = (REAL)(100.0 + sin((double)i * 0.37) * 3);                                     \
+        g[i] = (REAL)cos((double)i * 0.11);                                                   \
+    }                                                                                         \
+    for (int th = 1; th <= 3; th++) {                                                         \
+        CHECK(fsm_bn_stats_##SUF(x, outer, C, inner, th == 1 ? mean : mean2,                  \
+                                 th == 1 ? m2 : m22, th) == 0, "alloc");                      \
+        if (th > 1)                                                                           \
+            CHECK(!memcmp(mean, mean2, C * 8) && !memcmp(m2, m22, C * 8),                     \
+                  #SUF " stats differ with %d threads (%td,%td,%td)", th, outer, C, inner);   \
+    }                                                                                         \
+    for (ptrdiff_t c = 0; c < C; c++) {                                                       \
+        double sum = 0, sq = 0, cnt = (double)(outer * inner), gs = 0, gxs = 0;               \
+        for (ptrdiff_t o = 0; o < outer; o++)                                                 \
+            for (ptrdiff_t j = 0; j < inner; j++) sum += x[(o * C + c) * inner + j];          \
+        double mu = sum / cnt;                                                                \
+        for (ptrdiff_t o = 0; o < outer; o++)                                                 \
+            for (ptrdiff_t j = 0; j < inner; j++) {                                           \
+                ptrdiff_t k = (o * C + c) * inner + j;                                        \
+                sq += (x[k] - mu) * (x[k] - mu);                                              \
+                gs += g[k];                                                                   \
+                gxs += g[k] * (x[k] - mu);                                                    \
+            }                                                                                 \
+        CHECK(fabs(mean[c] - mu) <= 1e-12 * fabs(mu), #SUF " mean c=%td", c);                 \
+        CHECK(fabs(m2[c] - sq) <= 1e-9 * sq + 1e-9, #SUF " m2 c=%td %g %g", c, m2[c], sq);    \
+        a[c] = 1.5; s[c] = 0.5 + c; t[c] = -c;                                                \
+        sg[c] = gs; sgx[c] = gxs; /* what the kernel must find */                             \
+    }                                                                                         \
+    memcpy(mean2, sg, C * 8);                                                                 \
+    memcpy(m22, sgx, C * 8);                                                                  \
+    CHECK(fsm_bn_grad_sums_##SUF(g, x, outer, C, inner, mean, sg, sgx, 3) == 0, "alloc");     \
+    for (ptrdiff_t c = 0; c < C; c++) {                                                       \
+        CHECK(fabs(sg[c] - mean2[c]) <= 1e-9 * (1 + fabs(mean2[c])) * outer * inner,          \
+              #SUF " sum_g c=%td", c);                                                        \
+        CHECK(fabs(sgx[c] - m22[c]) <= 1e-9 * (1 + fabs(m22[c])) * outer * inner,             \
+              #SUF " sum_gxc c=%td", c);                                                      \
+    }                                                                                         \
+    CHECK(fsm_bn_apply_##SUF(NULL, x, y, outer, C, inner, NULL, s, mean, t, 2) == 0, "a");    \
+    CHECK(fsm_bn_apply_##SUF(g, x, y2, outer, C, inner, a, s, mean, t, 2) == 0, "a");         \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                       \
+        ptrdiff_t c = (i / inner) % C;                                                        \
+        double want = s[c] * ((double)x[i] - mean[c]) + t[c];                                 \
+        double size = 1 + fabs(s[c] * ((double)x[i] - mean[c])) + fabs(t[c]) + fabs(a[c] * g[i]); \
+        CHECK(fabs(y[i] - want) <= TOL * size, #SUF " apply i=%td got %.9g want %.9g shape %td %td %td", i, (double)y[i], want, outer, C, inner);           \
+        want += a[c] * g[i];                                                                  \
+        CHECK(fabs(y2[i] - want) <= TOL * size, #SUF " apply2 i=%td", i);         \
+    }                                                                                         \
+    /* in place, and the g-only form */                                                       \
+    memcpy(y, g, n * sizeof *y);                                                              \
+    CHECK(fsm_bn_apply_##SUF(y, NULL, y, outer, C, inner, a, NULL, NULL, NULL, 3) == 0, "a"); \
+    for (ptrdiff_t i = 0; i < n; i++) CHECK(y[i] == (REAL)((REAL)1.5 * g[i]), #SUF " g-only"); \
+    free(x); free(g); free(y); free(y2); free(mean); free(m2); free(sg); free(sgx);            \
+    free(mean2); free(m22); free(a); free(s); free(t);                                        \
+}
+
+RUN(float, f32, 1e-5)
+RUN(double, f64, 1e-12)
+
+int main(void)
+{
+    const ptrdiff_t outers[] = {1, 2, 3, 5, 63, 64, 65, 129, 700};
+    const ptrdiff_t Cs[] = {1, 2, 7, 16, 17, 255, 256, 257};
+    const ptrdiff_t inners[] = {1, 2, 3, 15, 16, 31, 32, 33, 4095, 4097};
+    int cases = 0;
+    for (size_t a = 0; a < sizeof outers / sizeof *outers; a++)
+        for (size_t b = 0; b < sizeof Cs / sizeof *Cs; b++)
+            for (size_t c = 0; c < sizeof inners / sizeof *inners; c++) {
+                ptrdiff_t o = outers[a], C = Cs[b], in = inners[c];
+                if (o * C * in > 3000000 || o * in < 2) continue;
+                run_f32(o, C, in);
+                run_f64(o, C, in);
+                cases++;
+            }
+    printf("batchnorm_check: %d shapes, %d failures\n", cases, failures);
+    return failures != 0;
+}

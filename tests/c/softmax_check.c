@@ -1,0 +1,132 @@
+/* Runs every softmax-family kernel over edge shapes and compares it with a
+ * plain double-precision loop.  Built with AddressSanitizer and
+ * UndefinedBehaviorSanitizer by the Makefile beside it, so any read or write
+ * outside the arrays, or any undefined arithmetic, stops the run. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "softmax.h"
+
+static int failures;
+
+static void check(const char *what, ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner, double got,
+                  double want, double tol)
+{
+    if (!(fabs(got - want) <= tol * (1 + fabs(want)))) {
+        if (failures++ < 10)
+            fprintf(stderr, "%s (%td, %td, %td): got %.9g, want %.9g\n", what, outer, n, inner,
+                    got, want);
+    }
+}
+
+/* The family in double for slice (o, j): softmax, log_softmax, hardmax, and
+ * the two backward passes of grad g (log_softmax_backward taking x as logp). */
+typedef struct {
+    double *soft, *logsoft, *hard, *dsoft, *dlogsoft;
+} expected;
+
+static void reference(const double *x, const double *g, expected e, ptrdiff_t outer,
+                      ptrdiff_t n, ptrdiff_t inner)
+{
+    for (ptrdiff_t o = 0; o < outer; o++)
+        for (ptrdiff_t j = 0; j < inner; j++) {
+            const double *xs = x + o * n * inner + j, *gs = g + o * n * inner + j;
+            const ptrdiff_t base = o * n * inner + j;
+            double m = -INFINITY, s = 0, gy = 0, gsum = 0;
+            ptrdiff_t best = 0;
+            for (ptrdiff_t i = 0; i < n; i++) {
+                if (xs[i * inner] > xs[best * inner]) best = i;
+                m = fmax(m, xs[i * inner]);
+            }
+            for (ptrdiff_t i = 0; i < n; i++) s += exp(xs[i * inner] - m);
+            for (ptrdiff_t i = 0; i < n; i++) {
+                gy += gs[i * inner] * (exp(xs[i * inner] - m) / s);
+                gsum += gs[i * inner];
+            }
+            for (ptrdiff_t i = 0; i < n; i++) {
+                const ptrdiff_t k = base + i * inner;
+                const double y = exp(x[k] - m) / s;
+                e.soft[k] = y;
+                e.logsoft[k] = x[k] - m - log(s);
+                e.hard[k] = i == best;
+                e.dsoft[k] = y * (g[k] - gy);
+                e.dlogsoft[k] = g[k] - exp(x[k]) * gsum;
+            }
+        }
+}
+
+static double *zeros(ptrdiff_t size) { return calloc((size_t)size, sizeof(double)); }
+
+#define RUN_CHECKS(REAL, SUF, TOL)                                                           \
+    static void check_all_##SUF(const char *what, const REAL *got, const double *want,       \
+                                ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner, double tol)   \
+    {                                                                                        \
+        for (ptrdiff_t k = 0; k < outer * n * inner; k++)                                    \
+            check(what, outer, n, inner, got[k], want[k], tol);                              \
+    }                                                                                        \
+    static void run_##SUF(ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner, int threads)        \
+    {                                                                                        \
+        const ptrdiff_t size = outer * n * inner;                                            \
+        REAL *x = calloc(size, sizeof *x), *out = calloc(size, sizeof *out);                 \
+        REAL *g = calloc(size, sizeof *g), *y = calloc(size, sizeof *y);                     \
+        double *xd = zeros(size), *gd = zeros(size);                                         \
+        expected e = {zeros(size), zeros(size), zeros(size), zeros(size), zeros(size)};      \
+        for (ptrdiff_t k = 0; k < size; k++) {                                               \
+            x[k] = (REAL)(((k * 7919) % 1000) / 97.0 - 5);                                   \
+            g[k] = (REAL)(((k * 104729) % 1000) / 500.0 - 1);                                \
+            xd[k] = x[k];                                                                    \
+            gd[k] = g[k];                                                                    \
+        }                                                                                    \
+        reference(xd, gd, e, outer, n, inner);                                               \
+        fsm_softmax_##SUF(x, out, outer, n, inner, threads);                                 \
+        check_all_##SUF("softmax_" #SUF, out, e.soft, outer, n, inner, TOL);                 \
+        fsm_log_softmax_##SUF(x, out, outer, n, inner, threads);                             \
+        check_all_##SUF("log_softmax_" #SUF, out, e.logsoft, outer, n, inner, TOL);          \
+        fsm_hardmax_##SUF(x, out, outer, n, inner, threads);                                 \
+        check_all_##SUF("hardmax_" #SUF, out, e.hard, outer, n, inner, 0);                   \
+        for (ptrdiff_t k = 0; k < size; k++) y[k] = (REAL)e.soft[k];                         \
+        fsm_softmax_backward_##SUF(g, y, out, outer, n, inner, threads);                     \
+        check_all_##SUF("softmax_backward_" #SUF, out, e.dsoft, outer, n, inner, 10 * TOL);  \
+        fsm_log_softmax_backward_##SUF(g, x, out, outer, n, inner, threads);                 \
+        check_all_##SUF("log_softmax_backward_" #SUF, out, e.dlogsoft, outer, n, inner,      \
+                        10 * TOL);                                                           \
+        /* In place over the input: the same result as out of place. */                     \
+        fsm_softmax_##SUF(x, x, outer, n, inner, threads);                                   \
+        check_all_##SUF("softmax_in_place_" #SUF, x, e.soft, outer, n, inner, TOL);          \
+        free(x), free(out), free(g), free(y), free(xd), free(gd);                            \
+        free(e.soft), free(e.logsoft), free(e.hard), free(e.dsoft), free(e.dlogsoft);        \
+    }
+
+RUN_CHECKS(float, f32, 1e-5)
+RUN_CHECKS(double, f64, 1e-12)
+
+int main(void)
+{
+    /* Lengths around the vector widths, the lane count (16), the short-row
+     * limit (64), the slab width (128) and the scratch sizes. */
+    const ptrdiff_t lengths[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 127, 128, 129,
+                                 255, 257, 4097};
+    const ptrdiff_t counts[] = {1, 2, 3, 17, 129, 401};
+    const int nl = sizeof lengths / sizeof *lengths, nc = sizeof counts / sizeof *counts;
+    for (int a = 0; a < nl; a++)
+        for (int b = 0; b < nc; b++)
+            for (int threads = 1; threads <= 3; threads += 2) {
+                ptrdiff_t n = lengths[a], outer = counts[b];
+                if (n * outer > 300000) continue;
+                run_f32(outer, n, 1, threads);
+                run_f64(outer, n, 1, threads);
+                run_f32(2, n, outer, threads); /* columns: inner > 1 */
+                run_f64(1, n, outer, threads);
+            }
+    /* Streaming stores: results of 4 MB and more. */
+    run_f32(20000, 60, 1, 2);
+    run_f32(1100, 1000, 1, 2);
+    run_f64(600, 1000, 1, 2);
+    if (failures) {
+        fprintf(stderr, "softmax_check: %d mismatches\n", failures);
+        return 1;
+    }
+    printf("softmax_check: all kernels agree with the reference\n");
+    return 0;
+}
