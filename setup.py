@@ -15,6 +15,7 @@ COMMON_SOURCES = ["src_c/parallel.c", "src_c/transpose.c"]
 
 FAMILIES = {
     "fastsm._softmax_kernels": ["src_c/softmax.c"],
+    "fastsm._xent_kernels": ["src_c/xent.c"],
     "fastsm._batchnorm_kernels": ["src_c/batchnorm.c"],
 }
 

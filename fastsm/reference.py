@@ -89,6 +89,112 @@ def log_softmax_backward(grad, logp, axis=-1, *, out=None):
     return _finish(dx, result, out)
 
 
+# ---- cross-entropy ---------------------------------------------------------
+# Argument checking is shared with the public API (fastsm._xent._plan: it
+# only validates and lays out); the maths below is plain NumPy.
+
+def _xent(logits, target, axis, weight, ignore_index, reduction, label_smoothing):
+    """(loss, gradient) in the compute dtype, logits' layout (outer, n, inner)."""
+    from ._xent import _plan
+    p = _plan(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
+    n, eps = p.n, p.smoothing
+    x = p.x.reshape(p.outer, n, p.inner)
+    w = np.ones(n, p.compute) if p.weight is None else p.weight
+    wb = w[None, :, None]
+    with np.errstate(invalid="ignore", over="ignore", under="ignore", divide="ignore"):
+        m = np.max(x, axis=1, keepdims=True) if x.size else np.zeros_like(x[:, :1])
+        shifted = x - m
+        lse = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        logp = shifted - lse
+        prob = np.exp(logp)
+        if p.is_index:
+            t = p.target.reshape(p.outer, p.inner)
+            valid = t != p.ignore_index
+            if np.any(valid & ((t < 0) | (t >= n))):
+                raise ValueError("target holds a class index outside [0, n)")
+            safe = np.where(valid, t, 0)
+            onehot = (np.arange(n)[None, :, None] == safe[:, None, :])
+            wy = np.where(valid, w[safe], 0)
+            nll = -np.sum(np.where(onehot, logp, 0), axis=1) * wy
+            smooth = np.where(valid, -np.sum(logp * wb, axis=1), 0)
+            loss = (1 - eps) * nll + eps / n * smooth
+            grad = ((1 - eps) * wy[:, None, :] * (prob - onehot)
+                    + eps / n * (np.sum(w) * prob - wb)) * valid[:, None, :]
+            denominator = np.sum(wy, dtype=np.float64)
+        else:
+            tw = ((1 - eps) * p.target.reshape(x.shape) + eps / n) * wb
+            loss = -np.sum(logp * tw, axis=1)
+            grad = np.sum(tw, axis=1, keepdims=True) * prob - tw
+            denominator = float(p.outer * p.inner)
+        if reduction == "none":
+            return loss.reshape(p.sample_shape).astype(p.result), grad, p
+        total = np.sum(loss, dtype=np.float64)
+        if reduction == "sum":
+            return p.result.type(total), grad, p
+        if denominator == 0:
+            return p.result.type(np.nan), np.zeros_like(grad), p
+        return p.result.type(total / denominator), grad / denominator, p
+
+
+def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
+                  reduction="mean", label_smoothing=0.0):
+    return _xent(logits, target, axis, weight, ignore_index, reduction, label_smoothing)[0]
+
+
+def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100,
+                            reduction="mean", label_smoothing=0.0, out=None):
+    loss, grad, p = _xent(logits, target, axis, weight, ignore_index, reduction,
+                          label_smoothing)
+    return loss, _finish(grad.reshape(p.shape), p.result, out)
+
+
+def cross_entropy_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100,
+                       reduction="mean", label_smoothing=0.0, out=None):
+    return cross_entropy_with_grad(logits, target, axis=axis, weight=weight,
+                                   ignore_index=ignore_index, reduction=reduction,
+                                   label_smoothing=label_smoothing, out=out)[1]
+
+
+# ---- sigmoid and binary cross-entropy -------------------------------------
+
+def sigmoid(x, *, out=None):
+    x, result = _prepare(x)
+    with np.errstate(over="ignore", under="ignore"):
+        e = np.exp(-np.abs(x))
+        y = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    return _finish(y, result, out)
+
+
+def _bce(logits, target, weight, pos_weight, reduction):
+    from ._binary import _check
+    x, t, w, pw, result = _check(logits, target, weight, pos_weight, reduction)
+    with np.errstate(over="ignore", under="ignore"):
+        softplus_neg = np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0)  # log(1 + e^-x)
+        e = np.exp(-np.abs(x))
+        sigmoid_neg = np.where(x >= 0, e / (1 + e), 1 / (1 + e))       # sigmoid(-x)
+    log_weight = 1 if pw is None else 1 + (pw - 1) * t
+    loss = (1 - t) * x + log_weight * softplus_neg
+    grad = (1 - t) - log_weight * sigmoid_neg
+    if w is not None:
+        loss, grad = loss * w, grad * w
+    loss, grad = np.broadcast_to(loss, x.shape), np.broadcast_to(grad, x.shape)
+    if reduction == "none":
+        return loss.astype(result), grad, result
+    if reduction == "sum":
+        return result.type(np.sum(loss, dtype=np.float64)), grad, result
+    return (result.type(np.mean(loss, dtype=np.float64) if x.size else np.nan),
+            grad / max(x.size, 1), result)
+
+
+def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
+                                     reduction="mean"):
+    return _bce(logits, target, weight, pos_weight, reduction)[0]
+
+
+def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_weight=None,
+                                          reduction="mean", out=None):
+    _, grad, result = _bce(logits, target, weight, pos_weight, reduction)
+    return _finish(grad, result, out)
 # ---- batch normalization ---------------------------------------------------
 
 from ._batchnorm_args import backward_args, feature_view, forward_args, stats_parts  # noqa: E402

@@ -1,0 +1,155 @@
+"""Facts about sigmoid and binary cross-entropy with logits."""
+import math
+
+import numpy as np
+import pytest
+
+import fastsm
+import fastsm.reference as ref
+
+TOL = {np.float32: 2e-6, np.float64: 1e-14}
+
+
+def make_case(rng, shape, dtype):
+    x = (rng.normal(size=shape) * 5).astype(dtype)
+    t = rng.random(shape).astype(dtype)
+    return x, t
+
+
+OPTION_SETS = [dict(), dict(weight="full"), dict(pos_weight="class"),
+               dict(weight="row", pos_weight="class")]
+
+
+def build(opts, shape, rng, dtype):
+    kw = {}
+    if opts.get("weight") == "full":
+        kw["weight"] = rng.random(shape).astype(dtype)
+    elif opts.get("weight") == "row":
+        kw["weight"] = rng.random((shape[0], 1)).astype(dtype)
+    if "pos_weight" in opts:
+        kw["pos_weight"] = (rng.random(shape[-1]) * 3).astype(dtype)
+    return kw
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("opts", OPTION_SETS, ids=str)
+def test_matches_reference(rng, dtype, reduction, opts):
+    x, t = make_case(rng, (30, 4), dtype)
+    kw = build(opts, x.shape, rng, dtype)
+    loss = fastsm.binary_cross_entropy_with_logits(x, t, reduction=reduction, **kw)
+    grad = fastsm.binary_cross_entropy_with_logits_grad(x, t, reduction=reduction, **kw)
+    expected = ref.binary_cross_entropy_with_logits(x, t, reduction=reduction, **kw)
+    expected_grad = ref.binary_cross_entropy_with_logits_grad(x, t, reduction=reduction, **kw)
+    assert np.asarray(loss).dtype == dtype and grad.dtype == dtype
+    np.testing.assert_allclose(loss, expected, rtol=TOL[dtype])
+    np.testing.assert_allclose(grad, expected_grad, rtol=TOL[dtype], atol=TOL[dtype] / 100)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("opts", OPTION_SETS, ids=str)
+def test_matches_torch(rng, reduction, opts):
+    torch = pytest.importorskip("torch")
+    x, t = make_case(rng, (30, 4), np.float64)
+    x[0] = [1e30, -1e30, 700.0, -700.0]
+    kw = build(opts, x.shape, rng, np.float64)
+    x_torch = torch.tensor(x, requires_grad=True)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        x_torch, torch.tensor(t), reduction=reduction,
+        **{k: torch.tensor(v) for k, v in kw.items()})
+    expected.sum().backward()
+    for impl in (fastsm, ref):
+        loss = impl.binary_cross_entropy_with_logits(x, t, reduction=reduction, **kw)
+        grad = impl.binary_cross_entropy_with_logits_grad(x, t, reduction=reduction, **kw)
+        np.testing.assert_allclose(loss, expected.detach().numpy(), rtol=1e-13)
+        np.testing.assert_allclose(grad, x_torch.grad.numpy(), rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("opts", OPTION_SETS, ids=str)
+def test_gradient_is_the_derivative_of_the_loss(rng, opts):
+    x, t = make_case(rng, (5, 3), np.float64)
+    kw = build(opts, x.shape, rng, np.float64)
+
+    def loss(z):
+        return float(fastsm.binary_cross_entropy_with_logits(z, t, **kw))
+
+    h = 1e-3
+    numeric = np.empty_like(x)
+    for k in range(x.size):
+        step = np.zeros_like(x)
+        step.flat[k] = h
+        numeric.flat[k] = (-loss(x + 2 * step) + 8 * loss(x + step) - 8 * loss(x - step)
+                           + loss(x - 2 * step)) / (12 * h)
+    grad = fastsm.binary_cross_entropy_with_logits_grad(x, t, **kw)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-8, atol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_is_stable_and_symmetric(dtype):
+    big = np.finfo(dtype).max
+    x = np.array([-big, -1e30, -100, -1, 0, 1, 100, 1e30, big], dtype)
+    y = fastsm.sigmoid(x)
+    assert y.dtype == dtype and np.all(np.isfinite(y))
+    assert y[0] == 0 and y[-1] == 1 and y[4] == 0.5
+    np.testing.assert_allclose(y + fastsm.sigmoid(-x), 1, rtol=2 * np.finfo(dtype).eps)
+    assert fastsm.sigmoid(np.array([-50.0]))[0] == pytest.approx(math.exp(-50), rel=1e-14)
+    np.testing.assert_allclose(fastsm.sigmoid(x), ref.sigmoid(x), rtol=2 * np.finfo(dtype).eps)
+
+
+def test_sigmoid_out_and_dtypes():
+    x = np.linspace(-3, 3, 7, dtype=np.float32)
+    expected = fastsm.sigmoid(x)
+    assert fastsm.sigmoid(x, out=x) is x
+    np.testing.assert_array_equal(x, expected)
+    assert fastsm.sigmoid(np.array([0], np.float16)).dtype == np.float16
+    assert fastsm.sigmoid([0, 1]).dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extreme_logits_give_finite_exact_losses(dtype):
+    x = np.array([1e30, -1e30, 1e30, -1e30], dtype)
+    t = np.array([1, 0, 0, 1], dtype)
+    loss = fastsm.binary_cross_entropy_with_logits(x, t, reduction="none")
+    np.testing.assert_array_equal(loss, np.array([0, 0, 1e30, 1e30], dtype))
+    grad = fastsm.binary_cross_entropy_with_logits_grad(x, t, reduction="sum")
+    np.testing.assert_array_equal(grad, [0, 0, 1, -1])
+
+
+def test_hand_computed_values():
+    assert fastsm.binary_cross_entropy_with_logits([0.0], [1.0]) == pytest.approx(math.log(2))
+    # pos_weight scales the positive term only: -p t log(s) - (1 - t) log(1 - s)
+    s = 1 / (1 + math.exp(-0.5))
+    expected = -(3 * 0.25 * math.log(s) + 0.75 * math.log(1 - s))
+    got = fastsm.binary_cross_entropy_with_logits([0.5], [0.25], pos_weight=[3.0])
+    assert got == pytest.approx(expected, rel=1e-14)
+
+
+def test_empty_input():
+    assert math.isnan(fastsm.binary_cross_entropy_with_logits(np.zeros(0), np.zeros(0)))
+    assert fastsm.binary_cross_entropy_with_logits(np.zeros(0), np.zeros(0), reduction="sum") == 0
+
+
+@pytest.mark.parametrize("kw,error,match", [
+    (dict(target=np.zeros(3)), ValueError, "target has shape"),
+    (dict(reduction="avg"), ValueError, "reduction"),
+    (dict(weight=np.ones(3)), ValueError, "weight"),
+    (dict(pos_weight=np.ones((2, 2, 4))), ValueError, "pos_weight"),
+    (dict(target=np.array(["a"] * 4)), TypeError, "target"),
+    (dict(out=np.empty(3)), ValueError, "shape"),
+])
+def test_bad_input_raises_before_any_write(kw, error, match):
+    x = np.linspace(-1, 1, 8).reshape(2, 4)
+    original = x.copy()
+    kw = dict(kw)
+    target = kw.pop("target", np.full((2, 4), 0.5))
+    kw.setdefault("out", x)
+    with pytest.raises(error, match=match):
+        fastsm.binary_cross_entropy_with_logits_grad(x, target, **kw)
+    np.testing.assert_array_equal(x, original)
+
+
+def test_grad_out_may_be_the_logits(rng):
+    x, t = make_case(rng, (6, 3), np.float64)
+    expected = fastsm.binary_cross_entropy_with_logits_grad(x, t)
+    assert fastsm.binary_cross_entropy_with_logits_grad(x, t, out=x) is x
+    np.testing.assert_array_equal(x, expected)
