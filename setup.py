@@ -17,6 +17,7 @@ FAMILIES = {
     "fastsm._softmax_kernels": ["src_c/softmax.c"],
     "fastsm._xent_kernels": ["src_c/xent.c"],
     "fastsm._batchnorm_kernels": ["src_c/batchnorm.c"],
+    "fastsm._binary_kernels": ["src_c/sigmoid.c"],
 }
 
 if sys.platform == "win32":

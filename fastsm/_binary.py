@@ -1,13 +1,15 @@
 """The binary case (logistic regression): sigmoid and binary cross-entropy
 from logits, as ``torch.nn.functional``.
 
-Written with NumPy ufuncs on preallocated buffers (no C kernel yet).  Every
-formula goes through exp(-|x|), which never overflows, so results are finite
-for finite logits of any magnitude.
+The sigmoid is a C kernel (src_c/sigmoid.c); the losses combine it with NumPy
+ufuncs on preallocated buffers.  Every formula goes through exp(-|x|), which
+never overflows, so results are finite for finite logits of any magnitude.
 """
 import numpy as np
 
-from ._layout import as_array, check_out
+from . import _binary_kernels as _k
+from ._layout import _writes_directly, as_array, check_out
+from ._threads import get_num_threads
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -18,14 +20,26 @@ def _exp_neg_abs(x):
     return np.exp(e, out=e)
 
 
-def _sigmoid_into(x, e, out, negate=False):
-    """sigmoid(x) (sigmoid(-x) when negate) into `out` (not `e`), given e = exp(-|x|):
-    1 / (1 + e) on the side where that is the answer, e / (1 + e) on the other."""
-    r = np.add(e, 1, out=out)
-    np.reciprocal(r, out=r)
-    small = x >= 0 if negate else x < 0
-    np.multiply(e, r, out=r, where=small)
-    return r
+def _sigmoid_into(x, dst, negate=False):
+    """sigmoid(x) (sigmoid(-x) when negate) into `dst` by the C kernel: x and
+    dst C-contiguous, of one float dtype and size (dst may be x)."""
+    _k.sigmoid(x, dst, negate, get_num_threads())
+    return dst
+
+
+def _destination(out, x, inputs):
+    """`out` when the kernel can write it directly, else a fresh array like x."""
+    if out is not None and _writes_directly(out, x.dtype, inputs, fresh=False):
+        return out
+    return np.empty(x.shape, x.dtype)
+
+
+def _deliver(dst, out, result):
+    if out is None:
+        return dst.astype(result, copy=False)
+    if dst is not out:
+        np.copyto(out, dst, casting="unsafe")
+    return out
 
 
 def sigmoid(x, *, out=None):
@@ -59,12 +73,8 @@ def sigmoid(x, *, out=None):
     arr, compute, result = as_array(x, "x")
     if out is not None:
         check_out(out, arr.shape, result)
-    xc = arr.astype(compute, copy=False)
-    y = _sigmoid_into(xc, _exp_neg_abs(xc), np.empty(arr.shape, compute))
-    if out is None:
-        return y.astype(result, copy=False)
-    np.copyto(out, y, casting="unsafe")
-    return out
+    xc = np.ascontiguousarray(arr, dtype=compute)
+    return _deliver(_sigmoid_into(xc, _destination(out, xc, [xc])), out, result)
 
 
 def _check(logits, target, weight, pos_weight, reduction):
@@ -91,8 +101,8 @@ def _check(logits, target, weight, pos_weight, reduction):
             raise ValueError(f"{name} of shape {a.shape} would enlarge the logits' shape "
                              f"{x.shape}")
         extra.append(a.astype(compute, copy=False))
-    return (x.astype(compute, copy=False), t.astype(compute, copy=False), extra[0], extra[1],
-            result)
+    return (np.ascontiguousarray(x, dtype=compute), t.astype(compute, copy=False), extra[0],
+            extra[1], result)
 
 
 def _parts(x, t, pw, want_loss, want_grad):
@@ -112,7 +122,7 @@ def _parts(x, t, pw, want_loss, want_grad):
             loss *= log_weight
         loss += (1 - t) * x
     if want_grad:
-        grad = _sigmoid_into(x, e, np.empty_like(e), negate=True)  # sigmoid(-x)
+        grad = _sigmoid_into(x, np.empty_like(x), negate=True)  # sigmoid(-x)
         if log_weight is not None:
             grad *= log_weight
         np.subtract(1 - t, grad, out=grad)
@@ -189,6 +199,8 @@ def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_we
         As `binary_cross_entropy_with_logits`.
     out : ndarray, optional
         Where to write the gradient (may be `logits`): its shape and dtype.
+        Without `pos_weight` nothing else is allocated; with it, the
+        gradient is computed in temporaries and copied.
 
     Returns
     -------
@@ -209,13 +221,15 @@ def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_we
     x, t, w, pw, result = _check(logits, target, weight, pos_weight, reduction)
     if out is not None:
         check_out(out, x.shape, result)
-    with np.errstate(over="ignore", under="ignore"):
-        _, grad = _parts(x, t, pw, False, True)
+    if pw is None:  # sigmoid(x) - t in the buffer that is returned: no temporary
+        t = np.ascontiguousarray(t)
+        grad = _destination(out, x, [x, t])
+        _k.sigmoid_minus(x, t, grad, get_num_threads())
+    else:
+        with np.errstate(over="ignore", under="ignore"):
+            _, grad = _parts(x, t, pw, False, True)
     if w is not None:
-        grad *= w
+        np.multiply(grad, w, out=grad)
     if reduction == "mean" and grad.size:
-        grad /= grad.size
-    if out is None:
-        return grad.astype(result, copy=False)
-    np.copyto(out, grad, casting="unsafe")
-    return out
+        np.divide(grad, grad.size, out=grad)
+    return _deliver(grad, out, result)

@@ -115,11 +115,18 @@ def _xent(logits, target, axis, weight, ignore_index, reduction, label_smoothing
             safe = np.where(valid, t, 0)
             onehot = (np.arange(n)[None, :, None] == safe[:, None, :])
             wy = np.where(valid, w[safe], 0)
-            nll = -np.sum(np.where(onehot, logp, 0), axis=1) * wy
-            smooth = np.where(valid, -np.sum(logp * wb, axis=1), 0)
-            loss = (1 - eps) * nll + eps / n * smooth
-            grad = ((1 - eps) * wy[:, None, :] * (prob - onehot)
-                    + eps / n * (np.sum(w) * prob - wb)) * valid[:, None, :]
+            # Ignored samples are masked, not multiplied by 0: NaN logits
+            # there give a loss and gradient of 0, as in PyTorch.
+            nll = np.where(valid, -np.sum(np.where(onehot, logp, 0), axis=1) * wy, 0)
+            loss = (1 - eps) * nll
+            if eps:  # PyTorch adds the smoothing term only when asked (-inf logits)
+                # Summed in float64, as the kernels do: in float32 the sum of
+                # log-probabilities of huge logits overflows where the term does not.
+                smooth = -np.sum(logp * wb, axis=1, dtype=np.float64)
+                loss = loss + (eps / n * np.where(valid, smooth, 0)).astype(loss.dtype)
+            grad = np.where(valid[:, None, :],
+                            (1 - eps) * wy[:, None, :] * (prob - onehot)
+                            + eps / n * (np.sum(w) * prob - wb), 0)
             denominator = np.sum(wy, dtype=np.float64)
         else:
             tw = ((1 - eps) * p.target.reshape(x.shape) + eps / n) * wb

@@ -338,16 +338,17 @@ def _make_cross_entropy(rng, shape, dtype, axis, special):
     kw = {"logits": logits, "axis": axis,
           "reduction": str(rng.choice(["mean", "sum", "none"])),
           "label_smoothing": float(rng.choice([0.0, 0.0, 0.1, 1.0]))}
+    ignore_index = -100
+    if rng.random() < 0.2:
+        ignore_index = kw["ignore_index"] = int(rng.integers(0, c))
     if rng.random() < 0.5:
         target = rng.integers(0, c, index_shape)
-        target[rng.random(index_shape) < 0.2] = -100
+        target[rng.random(index_shape) < 0.2] = ignore_index
         kw["target"] = target
     else:
         kw["target"] = distribution(rng, shape, _float_dtype(dtype), axis)
     if rng.random() < 0.4:
         kw["weight"] = rng.uniform(0.1, 2.0, c).astype(_float_dtype(dtype))
-    if rng.random() < 0.2:
-        kw["ignore_index"] = int(rng.integers(0, c))
     return kw
 
 

@@ -394,3 +394,28 @@ def test_no_classes_is_an_error():
 def test_reference_rejects_out_of_range_labels_too(func):
     with pytest.raises(ValueError):
         func(np.zeros((2, 3)), [0, 3])
+
+
+def test_ignored_samples_with_nan_logits_cost_nothing_as_in_torch():
+    torch = pytest.importorskip("torch")
+    x = np.array([[np.nan, 1.0, 2.0], [1.0, 2.0, 3.0]])
+    t = np.array([2, 1])
+    for smoothing in (0.0, 0.1):
+        want = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t), ignore_index=2,
+                                                 reduction="none", label_smoothing=smoothing)
+        for impl in (fastsm, ref):
+            loss, grad = impl.cross_entropy_with_grad(x, t, ignore_index=2, reduction="none",
+                                                      label_smoothing=smoothing)
+            np.testing.assert_allclose(loss, want.numpy(), rtol=1e-12)
+            assert (grad[0] == 0).all() and np.isfinite(grad[1]).all()
+
+
+def test_minus_inf_logit_of_another_class_is_fine_without_smoothing():
+    torch = pytest.importorskip("torch")
+    x = np.array([[2.0, -np.inf, 0.5], [1.0, 2.0, 3.0]])
+    t = np.array([0, 2])
+    want = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t), reduction="none")
+    for impl in (fastsm, ref):
+        loss = impl.cross_entropy(x, t, reduction="none")
+        assert np.isfinite(loss).all()
+        np.testing.assert_allclose(loss, want.numpy(), rtol=1e-12)

@@ -145,9 +145,12 @@ def run_in_subprocess(task, emit):
     if package_parent not in installed:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent,
                                                           env.get("PYTHONPATH")]))
+    # `-m` puts the working directory first on sys.path: run from the standard
+    # library's directory, so that a source tree in the caller's directory
+    # (without its compiled kernels) cannot shadow the fastsm found above.
     process = subprocess.Popen([sys.executable, "-m", "fastsm.bench", "--worker"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                               env=env)
+                               env=env, cwd=sysconfig.get_paths()["stdlib"])
     process.stdin.write(json.dumps(task))
     process.stdin.close()
     for line in process.stdout:
