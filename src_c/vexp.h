@@ -18,20 +18,19 @@ FSM_ALWAYS_INLINE float fsm_from_bits_f32(uint32_t u) { float x; memcpy(&x, &u, 
 FSM_ALWAYS_INLINE uint64_t fsm_bits_f64(double x) { uint64_t u; memcpy(&u, &x, sizeof u); return u; }
 FSM_ALWAYS_INLINE double fsm_from_bits_f64(uint64_t u) { double x; memcpy(&x, &u, sizeof x); return x; }
 
-FSM_ALWAYS_INLINE float fsm_expf(float x)
+#define FSM_ROUND_MAGIC_F32 12582912.0f          /* 1.5 * 2^23: adding it rounds to an integer */
+#define FSM_ROUND_MAGIC_F64 6755399441055744.0   /* 1.5 * 2^52 */
+
+/* exp(x) = 2^k * p for a clamped x (or NaN): returns p = exp(r) with
+ * x = k*ln2 + r, |r| <= ln2/2, and sets *t to x*log2(e) + the rounding
+ * constant, whose low mantissa bits hold k. */
+FSM_ALWAYS_INLINE float fsm_expf_reduced(float x, float *t)
 {
-    /* Beyond these exp overflows to inf or underflows to 0; clamping keeps k
-     * small enough for the two-factor scale.  Comparisons are false for NaN,
-     * so a NaN passes through the clamp and through the arithmetic. */
-    const float hi = 89.0f, lo = -104.0f;
     const float log2e = 1.44269504088896341f;
     const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-    const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float xc = x > hi ? hi : x;
-    xc = xc < lo ? lo : xc;
-    float t = xc * log2e + round_magic;
-    float k = t - round_magic;
-    float r = (xc - k * ln2_hi) - k * ln2_lo;
+    *t = x * log2e + FSM_ROUND_MAGIC_F32;
+    const float k = *t - FSM_ROUND_MAGIC_F32;
+    const float r = (x - k * ln2_hi) - k * ln2_lo;
     /* Near-minimax degree-6 polynomial for exp on [-ln2/2, ln2/2]. */
     float p = 1.383684459142387e-3f;
     p = p * r + 8.374815806746483e-3f;
@@ -39,28 +38,16 @@ FSM_ALWAYS_INLINE float fsm_expf(float x)
     p = p * r + 1.666641980409622e-1f;
     p = p * r + 4.999999105930328e-1f;
     p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    /* k sits in the low mantissa bits of t; split it as k1 + k2 and shift
-     * each, plus the exponent bias, into an exponent field (|k| <= 151).
-     * Unsigned arithmetic: a NaN's garbage bits must not overflow a signed int. */
-    int32_t ki = (int32_t)(fsm_bits_f32(t) - fsm_bits_f32(round_magic));
-    int32_t k1 = ki / 2, k2 = ki - k1;
-    float scale1 = fsm_from_bits_f32(((uint32_t)k1 + 127u) << 23);
-    float scale2 = fsm_from_bits_f32(((uint32_t)k2 + 127u) << 23);
-    return p * scale1 * scale2;
+    return p * r + 1.0f;
 }
 
-FSM_ALWAYS_INLINE double fsm_exp(double x)
+FSM_ALWAYS_INLINE double fsm_exp_reduced(double x, double *t)
 {
-    const double hi = 710.0, lo = -746.0;
     const double log2e = 1.4426950408889634;
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-    const double round_magic = 6755399441055744.0; /* 1.5 * 2^52 */
-    double xc = x > hi ? hi : x;
-    xc = xc < lo ? lo : xc;
-    double t = xc * log2e + round_magic;
-    double k = t - round_magic;
-    double r = (xc - k * ln2_hi) - k * ln2_lo;
+    *t = x * log2e + FSM_ROUND_MAGIC_F64;
+    const double k = *t - FSM_ROUND_MAGIC_F64;
+    const double r = (x - k * ln2_hi) - k * ln2_lo;
     /* Taylor series to r^13: truncation below 1e-17 for |r| <= ln2/2. */
     double p = 1.0 / 6227020800.0;
     p = p * r + 1.0 / 479001600.0;
@@ -75,8 +62,37 @@ FSM_ALWAYS_INLINE double fsm_exp(double x)
     p = p * r + 1.0 / 6.0;
     p = p * r + 0.5;
     p = p * r + 1.0;
-    p = p * r + 1.0;
-    int64_t ki = (int64_t)(fsm_bits_f64(t) - fsm_bits_f64(round_magic));
+    return p * r + 1.0;
+}
+
+FSM_ALWAYS_INLINE float fsm_expf(float x)
+{
+    /* Beyond these exp overflows to inf or underflows to 0; clamping keeps k
+     * small enough for the two-factor scale.  Comparisons are false for NaN,
+     * so a NaN passes through the clamp and through the arithmetic. */
+    const float hi = 89.0f, lo = -104.0f;
+    float xc = x > hi ? hi : x;
+    xc = xc < lo ? lo : xc;
+    float t;
+    const float p = fsm_expf_reduced(xc, &t);
+    /* Split k as k1 + k2 and shift each, plus the exponent bias, into an
+     * exponent field (|k| <= 151).  Unsigned arithmetic: a NaN's garbage bits
+     * must not overflow a signed int. */
+    int32_t ki = (int32_t)(fsm_bits_f32(t) - fsm_bits_f32(FSM_ROUND_MAGIC_F32));
+    int32_t k1 = ki / 2, k2 = ki - k1;
+    float scale1 = fsm_from_bits_f32(((uint32_t)k1 + 127u) << 23);
+    float scale2 = fsm_from_bits_f32(((uint32_t)k2 + 127u) << 23);
+    return p * scale1 * scale2;
+}
+
+FSM_ALWAYS_INLINE double fsm_exp(double x)
+{
+    const double hi = 710.0, lo = -746.0;
+    double xc = x > hi ? hi : x;
+    xc = xc < lo ? lo : xc;
+    double t;
+    const double p = fsm_exp_reduced(xc, &t);
+    int64_t ki = (int64_t)(fsm_bits_f64(t) - fsm_bits_f64(FSM_ROUND_MAGIC_F64));
     int64_t k1 = ki / 2, k2 = ki - k1;
     double scale1 = fsm_from_bits_f64(((uint64_t)k1 + 1023u) << 52);
     double scale2 = fsm_from_bits_f64(((uint64_t)k2 + 1023u) << 52);
@@ -90,23 +106,12 @@ FSM_ALWAYS_INLINE double fsm_exp(double x)
 FSM_ALWAYS_INLINE float fsm_expf_nonpos(float x)
 {
     const float lo = -87.3365402f; /* log(FLT_MIN) */
-    const float log2e = 1.44269504088896341f;
-    const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-    const float round_magic = 12582912.0f;
-    float xc = x < lo ? lo : x;
-    float t = xc * log2e + round_magic;
-    float k = t - round_magic;
-    float r = (xc - k * ln2_hi) - k * ln2_lo;
-    float p = 1.383684459142387e-3f;
-    p = p * r + 8.374815806746483e-3f;
-    p = p * r + 4.166822507977486e-2f;
-    p = p * r + 1.666641980409622e-1f;
-    p = p * r + 4.999999105930328e-1f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    /* t's bits are round_magic's plus k: shifting them puts k + (a constant)
-     * in the exponent field, and adding the rest of the bias completes 2^k. */
-    uint32_t scale = (fsm_bits_f32(t) << 23) + ((127u << 23) - (fsm_bits_f32(round_magic) << 23));
+    float t;
+    const float p = fsm_expf_reduced(x < lo ? lo : x, &t);
+    /* t's bits are the rounding constant's plus k: shifting them puts k + (a
+     * constant) in the exponent field; adding the rest of the bias gives 2^k. */
+    uint32_t scale = (fsm_bits_f32(t) << 23)
+                     + ((127u << 23) - (fsm_bits_f32(FSM_ROUND_MAGIC_F32) << 23));
     float result = p * fsm_from_bits_f32(scale);
     return x < lo ? 0.0f : result;
 }
@@ -114,29 +119,10 @@ FSM_ALWAYS_INLINE float fsm_expf_nonpos(float x)
 FSM_ALWAYS_INLINE double fsm_exp_nonpos(double x)
 {
     const double lo = -708.3964185322641; /* log(DBL_MIN) */
-    const double log2e = 1.4426950408889634;
-    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-    const double round_magic = 6755399441055744.0;
-    double xc = x < lo ? lo : x;
-    double t = xc * log2e + round_magic;
-    double k = t - round_magic;
-    double r = (xc - k * ln2_hi) - k * ln2_lo;
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    double t;
+    const double p = fsm_exp_reduced(x < lo ? lo : x, &t);
     uint64_t scale = (fsm_bits_f64(t) << 52)
-                     + (((uint64_t)1023 << 52) - (fsm_bits_f64(round_magic) << 52));
+                     + (((uint64_t)1023 << 52) - (fsm_bits_f64(FSM_ROUND_MAGIC_F64) << 52));
     double result = p * fsm_from_bits_f64(scale);
     return x < lo ? 0.0 : result;
 }
