@@ -15,7 +15,8 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 def _exp_neg_abs(x):
-    e = np.abs(x)
+    e = np.empty_like(x)  # an array also for 0-d x, where np.abs would give a scalar
+    np.abs(x, out=e)
     np.negative(e, out=e)
     return np.exp(e, out=e)
 
@@ -73,7 +74,7 @@ def sigmoid(x, *, out=None):
     arr, compute, result = as_array(x, "x")
     if out is not None:
         check_out(out, arr.shape, result)
-    xc = np.ascontiguousarray(arr, dtype=compute)
+    xc = np.asarray(arr, dtype=compute, order="C")
     return _deliver(_sigmoid_into(xc, _destination(out, xc, [xc])), out, result)
 
 
@@ -101,7 +102,7 @@ def _check(logits, target, weight, pos_weight, reduction):
             raise ValueError(f"{name} of shape {a.shape} would enlarge the logits' shape "
                              f"{x.shape}")
         extra.append(a.astype(compute, copy=False))
-    return (np.ascontiguousarray(x, dtype=compute), t.astype(compute, copy=False), extra[0],
+    return (np.asarray(x, dtype=compute, order="C"), t.astype(compute, copy=False), extra[0],
             extra[1], result)
 
 
@@ -222,7 +223,7 @@ def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_we
     if out is not None:
         check_out(out, x.shape, result)
     if pw is None:  # sigmoid(x) - t in the buffer that is returned: no temporary
-        t = np.ascontiguousarray(t)
+        t = np.asarray(t, order="C")
         grad = _destination(out, x, [x, t])
         _k.sigmoid_minus(x, t, grad, get_num_threads())
     else:

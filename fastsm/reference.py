@@ -241,7 +241,9 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     shift = np.zeros(v.C) if args.bias is None else args.bias
     b = _per_feature_shape(x.ndim, v.axis)
     c = v.compute
-    y = (x - mean.astype(c).reshape(b)) * scale.astype(c).reshape(b) + shift.astype(c).reshape(b)
+    # In float64, as the kernels compute it: a float32 mean rounded before the
+    # subtraction would lose the spread of data far from zero (values ~1e4).
+    y = (x.astype(np.float64) - mean.reshape(b)) * scale.reshape(b) + shift.reshape(b)
     return _finish(y, v.result, out), mean.astype(c), invstd.astype(c)
 
 

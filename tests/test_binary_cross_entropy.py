@@ -153,3 +153,12 @@ def test_grad_out_may_be_the_logits(rng):
     expected = fastsm.binary_cross_entropy_with_logits_grad(x, t)
     assert fastsm.binary_cross_entropy_with_logits_grad(x, t, out=x) is x
     np.testing.assert_array_equal(x, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_zero_dimensional_inputs_keep_their_shape(dtype):
+    x = np.array(0.5, dtype)
+    assert fastsm.sigmoid(x).shape == ()
+    assert fastsm.binary_cross_entropy_with_logits_grad(x, np.array(1.0, dtype)).shape == ()
+    assert fastsm.binary_cross_entropy_with_logits(x, np.array(1.0, dtype),
+                                                   reduction="none").shape == ()
