@@ -21,10 +21,10 @@ def _exp_neg_abs(x):
     return np.exp(e, out=e)
 
 
-def _sigmoid_into(x, dst, negate=False):
-    """sigmoid(x) (sigmoid(-x) when negate) into `dst` by the C kernel: x and
-    dst C-contiguous, of one float dtype and size (dst may be x)."""
-    _k.sigmoid(x, dst, negate, get_num_threads())
+def _sigmoid_into(x, dst):
+    """sigmoid(x) into `dst` by the C kernel: x and dst C-contiguous, of one
+    float dtype and size (dst may be x)."""
+    _k.sigmoid(x, dst, get_num_threads())
     return dst
 
 
@@ -106,28 +106,31 @@ def _check(logits, target, weight, pos_weight, reduction):
             extra[1], result)
 
 
-def _parts(x, t, pw, want_loss, want_grad):
-    """(loss terms, gradient terms), unweighted and unreduced:
-    loss = (1 - t) x + lw softplus(-x), grad = (1 - t) - lw sigmoid(-x), with
+def _loss_terms(x, t, pw):
+    """Unweighted, unreduced losses (1 - t) x + lw softplus(-x), with
     lw = 1 + (pos_weight - 1) t (PyTorch's pos_weight), 1 without it."""
-    e = _exp_neg_abs(x)
-    log_weight = None
+    loss = np.log1p(_exp_neg_abs(x))
+    loss += np.maximum(-x, 0)                           # softplus(-x) = log(1 + exp(-x))
     if pw is not None:
         log_weight = (pw - 1) * t
         log_weight += 1
-    loss = grad = None
-    if want_loss:
-        loss = np.log1p(e)
-        loss += np.maximum(-x, 0)                       # softplus(-x) = log(1 + exp(-x))
-        if log_weight is not None:
-            loss *= log_weight
-        loss += (1 - t) * x
-    if want_grad:
-        grad = _sigmoid_into(x, np.empty_like(x), negate=True)  # sigmoid(-x)
-        if log_weight is not None:
-            grad *= log_weight
-        np.subtract(1 - t, grad, out=grad)
-    return loss, grad
+        loss *= log_weight
+    loss += (1 - t) * x
+    return loss
+
+
+def _repeating(pos_weight, shape):
+    """`pos_weight` as a C-contiguous array that repeats along an array of
+    `shape` (the kernel reads element i from index i % its size): as it is when
+    it spans trailing axes only (per class), else broadcast to the full shape."""
+    if pos_weight is None:
+        return None
+    core = pos_weight.shape
+    while core and core[0] == 1:
+        core = core[1:]
+    if core == shape[len(shape) - len(core):]:
+        return np.ascontiguousarray(pos_weight.reshape(core))
+    return np.ascontiguousarray(np.broadcast_to(pos_weight, shape))
 
 
 def _reduce(loss, reduction, result):
@@ -182,7 +185,7 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
     """
     x, t, w, pw, result = _check(logits, target, weight, pos_weight, reduction)
     with np.errstate(over="ignore", under="ignore"):
-        loss, _ = _parts(x, t, pw, True, False)
+        loss = _loss_terms(x, t, pw)
     if w is not None:
         loss *= w
     return _reduce(loss, reduction, result)
@@ -200,8 +203,8 @@ def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_we
         As `binary_cross_entropy_with_logits`.
     out : ndarray, optional
         Where to write the gradient (may be `logits`): its shape and dtype.
-        Without `pos_weight` nothing else is allocated; with it, the
-        gradient is computed in temporaries and copied.
+        Nothing else of the logits' size is allocated, unless `pos_weight`
+        varies along a leading axis (it is then broadcast to the full shape).
 
     Returns
     -------
@@ -222,13 +225,9 @@ def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_we
     x, t, w, pw, result = _check(logits, target, weight, pos_weight, reduction)
     if out is not None:
         check_out(out, x.shape, result)
-    if pw is None:  # sigmoid(x) - t in the buffer that is returned: no temporary
-        t = np.asarray(t, order="C")
-        grad = _destination(out, x, [x, t])
-        _k.sigmoid_minus(x, t, grad, get_num_threads())
-    else:
-        with np.errstate(over="ignore", under="ignore"):
-            _, grad = _parts(x, t, pw, False, True)
+    t = np.asarray(t, order="C")
+    grad = _destination(out, x, [x, t])
+    _k.sigmoid_minus(x, t, _repeating(pw, x.shape), grad, get_num_threads())
     if w is not None:
         np.multiply(grad, w, out=grad)
     if reduction == "mean" and grad.size:
