@@ -104,21 +104,28 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     v = args.view
     xc = np.ascontiguousarray(v.x, v.compute)
     count = v.outer * v.inner
-    invstd, scale = np.empty(v.C), np.empty(v.C)
-    if training:
-        mean, m2 = np.full(v.C, np.nan), np.full(v.C, np.nan)
-        if count:
-            _k.stats(xc, v.outer, v.C, v.inner, mean, m2, get_num_threads())
-        _k.invstd(m2, count, args.eps, args.weight, invstd, scale)
-    else:
-        mean = np.array(running_mean, F64)  # a copy: returned to the caller
-        _k.invstd(np.ascontiguousarray(running_var, F64), 1.0, args.eps, args.weight, invstd,
-                  scale)
+    threads = get_num_threads()
+    invstd = np.empty(v.C)
+    if training and xc.size:
+        mean, m2 = np.empty(v.C), np.empty(v.C)
 
-    def normalize(target):
-        if xc.size:
-            _k.apply(None, xc, target, v.outer, v.C, v.inner, None, scale, mean, args.bias,
-                     get_num_threads())
+        def normalize(target):
+            _k.train(xc, target, v.outer, v.C, v.inner, args.weight, args.bias, args.eps, mean,
+                     m2, invstd, threads)
+    else:
+        scale = np.empty(v.C)
+        if training:  # no values: NaN statistics
+            mean, m2 = np.full(v.C, np.nan), np.full(v.C, np.nan)
+            _k.invstd(m2, count, args.eps, args.weight, invstd, scale)
+        else:
+            mean = np.array(running_mean, F64)  # a copy: returned to the caller
+            _k.invstd(np.ascontiguousarray(running_var, F64), 1.0, args.eps, args.weight,
+                      invstd, scale)
+
+        def normalize(target):
+            if xc.size:
+                _k.apply(None, xc, target, v.outer, v.C, v.inner, None, scale, mean, args.bias,
+                         threads)
 
     y = _run_into(out, v.x.shape, v.compute, v.result, (xc,), normalize)
     if training and count:

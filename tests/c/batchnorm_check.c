@@ -86,6 +86,49 @@ static void run_##SUF(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)            
 RUN(float, f32, 1e-5)
 RUN(double, f64, 1e-12)
 
+/* The one-call training forward against fsm_bn_stats, fsm_bn_invstd and
+ * fsm_bn_apply: bit-identical for 1 to 3 threads, and in place. */
+#define RUN_TRAIN(REAL, SUF)                                                                  \
+static void train_##SUF(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)                        \
+{                                                                                             \
+    ptrdiff_t n = outer * C * inner;                                                          \
+    REAL *x = malloc(n * sizeof *x), *want = malloc(n * sizeof *want);                        \
+    REAL *y = malloc(n * sizeof *y);                                                          \
+    double *w = malloc(C * 8), *bias = malloc(C * 8), *mean = malloc(C * 8);                  \
+    double *m2 = malloc(C * 8), *inv = malloc(C * 8), *scale = malloc(C * 8);                 \
+    double *mean2 = malloc(C * 8), *m22 = malloc(C * 8), *inv2 = malloc(C * 8);               \
+    for (ptrdiff_t i = 0; i < n; i++) x[i] = (REAL)(-50.0 + cos((double)i * 0.23) * 7);       \
+    for (ptrdiff_t c = 0; c < C; c++) {                                                       \
+        w[c] = 0.5 + 0.25 * (double)c;                                                        \
+        bias[c] = 1.0 - (double)c;                                                            \
+    }                                                                                         \
+    CHECK(fsm_bn_stats_##SUF(x, outer, C, inner, mean, m2, 1) == 0, "alloc");                 \
+    fsm_bn_invstd(m2, C, (double)(outer * inner), 1e-5, w, inv, scale);                       \
+    CHECK(fsm_bn_apply_##SUF(NULL, x, want, outer, C, inner, NULL, scale, mean, bias, 1) == 0, \
+          "alloc");                                                                           \
+    for (int th = 1; th <= 4; th++) {                                                         \
+        REAL *dst = y;                                                                        \
+        if (th == 4) { /* in place */                                                         \
+            memcpy(y, x, n * sizeof *y);                                                      \
+            CHECK(fsm_bn_train_##SUF(y, y, outer, C, inner, w, bias, 1e-5, mean2, m22, inv2,  \
+                                     2) == 0, "alloc");                                       \
+        } else {                                                                              \
+            CHECK(fsm_bn_train_##SUF(x, dst, outer, C, inner, w, bias, 1e-5, mean2, m22, inv2, \
+                                     th) == 0, "alloc");                                      \
+        }                                                                                     \
+        CHECK(!memcmp(mean, mean2, C * 8) && !memcmp(m2, m22, C * 8)                          \
+              && !memcmp(inv, inv2, C * 8),                                                   \
+              #SUF " train statistics differ, run %d (%td,%td,%td)", th, outer, C, inner);    \
+        CHECK(!memcmp(want, y, n * sizeof *y), #SUF " train y differs, run %d (%td,%td,%td)", \
+              th, outer, C, inner);                                                           \
+    }                                                                                         \
+    free(x); free(want); free(y); free(w); free(bias); free(mean); free(m2); free(inv);        \
+    free(scale); free(mean2); free(m22); free(inv2);                                          \
+}
+
+RUN_TRAIN(float, f32)
+RUN_TRAIN(double, f64)
+
 int main(void)
 {
     const ptrdiff_t outers[] = {1, 2, 3, 5, 63, 64, 65, 129, 700};
@@ -99,6 +142,8 @@ int main(void)
                 if (o * C * in > 3000000 || o * in < 2) continue;
                 run_f32(o, C, in);
                 run_f64(o, C, in);
+                train_f32(o, C, in);
+                train_f64(o, C, in);
                 cases++;
             }
     printf("batchnorm_check: %d shapes, %d failures\n", cases, failures);
