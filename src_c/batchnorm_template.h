@@ -162,6 +162,52 @@ FSM_HOT static void FSM_K(fsm_bn_stats_runs)(void *ctx, ptrdiff_t t0, ptrdiff_t 
         FSM_K(fsm_bn_run_block_stats)(job, t / job->p.nblocks, t % job->p.nblocks);
 }
 
+/* Redoes the statistics of features [c0, c1) whose fast ones are not finite,
+ * in a slow pass with PyTorch's answers: a NaN, or both infinities, give a
+ * NaN mean; +inf or -inf alone give that mean; either way m2 is NaN.  Finite
+ * values too large for the shifted sums get the mean as x0 + sum(x/n - x0/n)
+ * (x0 the first value: equal values have their own mean), which cannot
+ * overflow, and m2 = sum((x - mean)^2), inf when that overflows. */
+static void FSM_K(fsm_bn_fix_nonfinite)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0, ptrdiff_t c1,
+                                        double *mean, double *m2)
+{
+    const fsm_bn_plan *p = &job->p;
+    const double n = (double)(p->outer * p->inner);
+    for (ptrdiff_t c = c0; c < c1; c++) {
+        if (isfinite(mean[c]) && isfinite(m2[c]))
+            continue;
+        const double first = (double)job->x[c * p->inner];
+        const double x0 = isfinite(first) ? first : 0, x0n = x0 / n;
+        double dev = 0, q = 0;
+        int nan = 0, pinf = 0, ninf = 0;
+        for (ptrdiff_t o = 0; o < p->outer; o++) {
+            const REAL *run = job->x + (o * p->C + c) * p->inner;
+            for (ptrdiff_t j = 0; j < p->inner; j++) {
+                const double v = (double)run[j];
+                nan |= isnan(v);
+                pinf |= v == INFINITY;
+                ninf |= v == -INFINITY;
+                dev += isfinite(v) ? v / n - x0n : 0;
+            }
+        }
+        const double mu = x0 + dev;
+        if (nan || pinf || ninf) {
+            mean[c] = nan || (pinf && ninf) ? NAN : pinf ? INFINITY : -INFINITY;
+            m2[c] = NAN;
+            continue;
+        }
+        for (ptrdiff_t o = 0; o < p->outer; o++) {
+            const REAL *run = job->x + (o * p->C + c) * p->inner;
+            for (ptrdiff_t j = 0; j < p->inner; j++) {
+                const double d = (double)run[j] - mu;
+                q += d * d;
+            }
+        }
+        mean[c] = mu;
+        m2[c] = q;
+    }
+}
+
 /* The statistics with job->part_a / part_b as scratch. */
 static void FSM_K(fsm_bn_run_stats)(FSM_K(fsm_bn_job) *job, double *mean, double *m2,
                                     int max_threads)
@@ -176,6 +222,7 @@ static void FSM_K(fsm_bn_run_stats)(FSM_K(fsm_bn_job) *job, double *mean, double
                          FSM_K(fsm_bn_stats_runs), job);
         fsm_bn_finish_runs(p, job->part_a, job->part_b, 0, p->C, mean, m2);
     }
+    FSM_K(fsm_bn_fix_nonfinite)(job, 0, p->C, mean, m2);
 }
 
 int FSM_K(fsm_bn_stats)(const REAL *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
@@ -300,11 +347,12 @@ int FSM_K(fsm_bn_grad_sums)(const REAL *g, const REAL *x, ptrdiff_t outer, ptrdi
     return 0;
 }
 
-/* ---- elementwise: out = a*g + s*(x - m) + t ----------------------------- */
+/* ---- elementwise: out = s*(x - m) + t, or a*((g + t) + s*(x - m)) ------- */
 
-/* One row or run of n values with parameters at stride `ps_step` (1: one per
+/* One row or run of n values with parameters at stride `step` (1: one per
  * column; 0: the same for the whole run).  Written out three times so that
- * each loop has only the terms it needs. */
+ * each loop has only the terms it needs.  The gradient's grouping is
+ * PyTorch's, so that infinities and NaNs land where they land there. */
 FSM_BN_INLINE void FSM_K(fsm_bn_apply_span)(const FSM_K(fsm_bn_job) *job, ptrdiff_t offset,
                                             ptrdiff_t n, ptrdiff_t param, ptrdiff_t step)
 {
@@ -316,10 +364,10 @@ FSM_BN_INLINE void FSM_K(fsm_bn_apply_span)(const FSM_K(fsm_bn_job) *job, ptrdif
         for (ptrdiff_t i = 0; i < n; i++)
             out[i] = ps[i * step] * (x[i] - pm[i * step]) + pt[i * step];
     } else if (!x) {
-        for (ptrdiff_t i = 0; i < n; i++) out[i] = pa[i * step] * g[i] + pt[i * step];
+        for (ptrdiff_t i = 0; i < n; i++) out[i] = pa[i * step] * (g[i] + pt[i * step]);
     } else {
         for (ptrdiff_t i = 0; i < n; i++)
-            out[i] = pa[i * step] * g[i] + ps[i * step] * (x[i] - pm[i * step]) + pt[i * step];
+            out[i] = pa[i * step] * ((g[i] + pt[i * step]) + ps[i * step] * (x[i] - pm[i * step]));
     }
 }
 
@@ -340,14 +388,18 @@ FSM_HOT static void FSM_K(fsm_bn_apply_runs)(void *ctx, ptrdiff_t r0, ptrdiff_t 
 /* REAL factors of features [c0, c1) from the double ones, per column
  * (column layout) or feature.  The mean is split as m + lo with m its REAL
  * rounding: x - m is exact for x near the mean, and s*lo folds into t, so
- * data far from zero keeps its precision. */
+ * data far from zero keeps its precision.  An infinite m (an infinite mean,
+ * or a double one beyond float's range) or s has lo 0: y = s*(x - m) + t is
+ * then -s*m for finite x, as PyTorch. */
 static void FSM_K(fsm_bn_fill_params)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0, ptrdiff_t c1)
 {
     const ptrdiff_t per = job->p.columns ? job->p.inner : 1;
     for (ptrdiff_t c = c0; c < c1; c++) {
         const double mc = job->x ? job->mean[c] : 0, sc = job->x ? job->s[c] : 0;
         const REAL m = (REAL)mc, a = job->g ? (REAL)job->a[c] : 0;
-        const REAL shift = (REAL)((job->t ? job->t[c] : 0) - sc * (mc - (double)m));
+        const double t = job->t ? job->t[c] : 0;
+        /* without the split where it would make inf - inf or inf * 0 */
+        const REAL shift = (REAL)(isfinite(m) && isfinite(sc) ? t - sc * (mc - (double)m) : t);
         for (ptrdiff_t k = c * per; k < (c + 1) * per; k++) {
             job->pa[k] = a;
             job->ps[k] = (REAL)sc;
@@ -407,6 +459,7 @@ FSM_HOT static void FSM_K(fsm_bn_train_features)(void *ctx, ptrdiff_t c0, ptrdif
     for (ptrdiff_t c = c0; c < c1; c++) {
         for (ptrdiff_t b = 0; b < p->nblocks; b++) FSM_K(fsm_bn_run_block_stats)(job, c, b);
         fsm_bn_finish_runs(p, job->part_a, job->part_b, c, c + 1, job->mean_out, job->m2);
+        FSM_K(fsm_bn_fix_nonfinite)(job, c, c + 1, job->mean_out, job->m2);
         fsm_bn_invstd(job->m2 + c, 1, (double)(p->outer * p->inner), job->eps,
                       job->weight ? job->weight + c : NULL, job->invstd + c, job->scale + c);
         FSM_K(fsm_bn_fill_params)(job, c, c + 1);

@@ -2,6 +2,7 @@
  * double-precision loops; statistics must be bit-identical for 1 to 3
  * threads.  Built with AddressSanitizer and UndefinedBehaviorSanitizer by the
  * Makefile beside it. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,9 +71,9 @@ static void run_##SUF(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)            
     for (ptrdiff_t i = 0; i < n; i++) {                                                       \
         ptrdiff_t c = (i / inner) % C;                                                        \
         double want = s[c] * ((double)x[i] - mean[c]) + t[c];                                 \
-        double size = 1 + fabs(s[c] * ((double)x[i] - mean[c])) + fabs(t[c]) + fabs(a[c] * g[i]); \
+        double size = (1 + fabs(s[c] * ((double)x[i] - mean[c])) + fabs(t[c]) + fabs(g[i])) * a[c]; \
         CHECK(fabs(y[i] - want) <= TOL * size, #SUF " apply i=%td got %.9g want %.9g shape %td %td %td", i, (double)y[i], want, outer, C, inner);           \
-        want += a[c] * g[i];                                                                  \
+        want = a[c] * (g[i] + t[c] + s[c] * ((double)x[i] - mean[c]));                        \
         CHECK(fabs(y2[i] - want) <= TOL * size, #SUF " apply2 i=%td", i);         \
     }                                                                                         \
     /* in place, and the g-only form */                                                       \
@@ -129,6 +130,55 @@ static void train_##SUF(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)          
 RUN_TRAIN(float, f32)
 RUN_TRAIN(double, f64)
 
+/* Special values, as PyTorch: feature 0 holding v has mean want_mean and m2
+ * want_m2 (NaN compared as NaN), from fsm_bn_stats and fsm_bn_train alike;
+ * feature 1 (finite) is unaffected. */
+#define RUN_SPECIAL(REAL, SUF)                                                                \
+static void special_##SUF(ptrdiff_t inner, REAL v, int all, double want_mean, double want_m2) \
+{                                                                                             \
+    enum { OUTER = 3, C = 2 };                                                                \
+    ptrdiff_t n = OUTER * C * inner;                                                          \
+    REAL *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);                              \
+    double mean[C], m2[C], inv[C];                                                            \
+    for (ptrdiff_t i = 0; i < n; i++) x[i] = (REAL)(i % 7);                                   \
+    for (ptrdiff_t o = 0; o < OUTER; o++)                                                     \
+        for (ptrdiff_t j = 0; j < inner; j++)                                                 \
+            if (all || (o == 1 && j == inner / 2)) x[o * C * inner + j] = v;                 \
+    for (int train = 0; train < 2; train++) {                                                 \
+        if (train)                                                                            \
+            CHECK(fsm_bn_train_##SUF(x, y, OUTER, C, inner, NULL, NULL, 1e-5, mean, m2, inv,  \
+                                     2) == 0, "alloc");                                       \
+        else                                                                                  \
+            CHECK(fsm_bn_stats_##SUF(x, OUTER, C, inner, mean, m2, 2) == 0, "alloc");         \
+        CHECK((isnan(want_mean) ? isnan(mean[0]) : mean[0] == want_mean)                      \
+              && (isnan(want_m2) ? isnan(m2[0]) : m2[0] == want_m2)                           \
+              && isfinite(mean[1]) && isfinite(m2[1]),                                        \
+              #SUF " special inner %td train %d: mean %g m2 %g", inner, train, mean[0], m2[0]); \
+    }                                                                                         \
+    free(x);                                                                                  \
+    free(y);                                                                                  \
+}
+
+RUN_SPECIAL(float, f32)
+RUN_SPECIAL(double, f64)
+
+static void specials(void)
+{
+    const ptrdiff_t inners[] = {1, 40};
+    for (int k = 0; k < 2; k++) {
+        ptrdiff_t in = inners[k];
+        special_f32(in, INFINITY, 0, INFINITY, NAN);
+        special_f32(in, -INFINITY, 0, -INFINITY, NAN);
+        special_f32(in, NAN, 0, NAN, NAN);
+        special_f32(in, FLT_MAX, 1, FLT_MAX, 0);
+        special_f64(in, INFINITY, 0, INFINITY, NAN);
+        special_f64(in, -INFINITY, 1, -INFINITY, NAN);
+        special_f64(in, NAN, 0, NAN, NAN);
+        special_f64(in, DBL_MAX / 2, 1, DBL_MAX / 2, 0); /* sums overflow */
+        special_f64(in, -DBL_MAX, 1, -DBL_MAX, 0);
+    }
+}
+
 int main(void)
 {
     const ptrdiff_t outers[] = {1, 2, 3, 5, 63, 64, 65, 129, 700};
@@ -146,6 +196,7 @@ int main(void)
                 train_f64(o, C, in);
                 cases++;
             }
+    specials();
     printf("batchnorm_check: %d shapes, %d failures\n", cases, failures);
     return failures != 0;
 }
