@@ -15,7 +15,7 @@
 #define FSM_BN_BLOCK 16384       /* values per task, about */
 #define FSM_BN_CHUNK 4096        /* values of a run reduced in one two-pass step */
 #define FSM_BN_LANES 16
-#define FSM_BN_FLUSH 8          /* rows a step of tile_stats */
+#define FSM_BN_FLUSH 8          /* rows a step of tile_stats (its sums are written for 8) */
 
 /* Work for fsm_parallel_for's grain, from the number of values a task
  * streams: these passes run at cache speed, while a thread start costs
