@@ -45,7 +45,12 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     ``r = (1 - momentum) * r + momentum * batch``, with the unbiased batch
     variance for `running_var`.  Otherwise the running statistics are used.
     Statistics accumulate in float64 (float32 data included), reduced in
-    fixed blocks: results do not depend on the thread count.
+    fixed blocks: results do not depend on the thread count.  Special values
+    follow PyTorch: a feature holding +inf (or -inf) has that mean and a NaN
+    variance, so a NaN y; a NaN, or both infinities, give a NaN mean.  One
+    difference: with an infinite weight PyTorch's ``x * a + b'`` form gives
+    NaN for the whole feature, this ``(x - mean) * a + b`` form +-inf (NaN
+    only where x equals the mean).
 
     Parameters
     ----------
@@ -104,21 +109,28 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     v = args.view
     xc = np.ascontiguousarray(v.x, v.compute)
     count = v.outer * v.inner
-    invstd, scale = np.empty(v.C), np.empty(v.C)
-    if training:
-        mean, m2 = np.full(v.C, np.nan), np.full(v.C, np.nan)
-        if count:
-            _k.stats(xc, v.outer, v.C, v.inner, mean, m2, get_num_threads())
-        _k.invstd(m2, count, args.eps, args.weight, invstd, scale)
-    else:
-        mean = np.array(running_mean, F64)  # a copy: returned to the caller
-        _k.invstd(np.ascontiguousarray(running_var, F64), 1.0, args.eps, args.weight, invstd,
-                  scale)
+    threads = get_num_threads()
+    invstd = np.empty(v.C)
+    if training and xc.size:
+        mean, m2 = np.empty(v.C), np.empty(v.C)
 
-    def normalize(target):
-        if xc.size:
-            _k.apply(None, xc, target, v.outer, v.C, v.inner, None, scale, mean, args.bias,
-                     get_num_threads())
+        def normalize(target):
+            _k.train(xc, target, v.outer, v.C, v.inner, args.weight, args.bias, args.eps, mean,
+                     m2, invstd, threads)
+    else:
+        scale = np.empty(v.C)
+        if training:  # no values: NaN statistics
+            mean, m2 = np.full(v.C, np.nan), np.full(v.C, np.nan)
+            _k.invstd(m2, count, args.eps, args.weight, invstd, scale)
+        else:
+            mean = np.array(running_mean, F64)  # a copy: returned to the caller
+            _k.invstd(np.ascontiguousarray(running_var, F64), 1.0, args.eps, args.weight,
+                      invstd, scale)
+
+        def normalize(target):
+            if xc.size:
+                _k.apply(None, xc, target, v.outer, v.C, v.inner, None, scale, mean, args.bias,
+                         threads)
 
     y = _run_into(out, v.x.shape, v.compute, v.result, (xc,), normalize)
     if training and count:
@@ -203,9 +215,10 @@ def batch_norm_backward(grad, x, weight, mean, invstd, *, training=True, axis=1,
     def differentiate(target):
         if not xc.size:
             return
-        if training:
-            s = -k * invstd * invstd * sum_gxc / count
-            t = -k * sum_g / count
+        if training:  # PyTorch's grouping: k * ((g - mean(g)) - (x - mean) * proj)
+            with np.errstate(invalid="ignore", over="ignore"):
+                s = -invstd * invstd * sum_gxc / count
+                t = -sum_g / count
             _k.apply(gc, xc, target, v.outer, v.C, v.inner, k, s, args.mean, t,
                      get_num_threads())
         else:
@@ -223,7 +236,8 @@ def batch_norm_stats(x, axis=1):
     the sum of squared deviations from it (float64 arrays of shape (C,),
     float32 data accumulated in float64).  `merge_stats` combines shards
     exactly; the variance is ``m2 / count`` (biased) or ``m2 / (count - 1)``.
-    An empty shard has count 0, mean NaN and m2 0.
+    An empty shard has count 0, mean NaN and m2 0.  A feature holding +inf
+    (or -inf) has that mean and m2 NaN; a NaN, or both infinities, NaN for both.
 
     Parameters
     ----------
@@ -291,16 +305,26 @@ def merge_stats(parts):
     (3, array([3.]), array([8.]))
     """
     parts = stats_parts(parts)
-    count, mean, m2 = 0, np.full(parts[0][1].shape, np.nan), np.zeros(parts[0][1].shape)
-    for n_b, mean_b, m2_b in parts:
-        if n_b == 0:
-            continue
-        if count == 0:
-            count, mean, m2 = n_b, mean_b.copy(), m2_b.copy()
-            continue
-        total = count + n_b
-        delta = mean_b - mean
-        mean = mean + delta * (n_b / total)
-        m2 = m2 + m2_b + delta * delta * (count * n_b / total)
-        count = total
+    shape = parts[0][1].shape
+    count, mean, m2 = 0, np.full(shape, np.nan), np.zeros(shape)
+    # The IEEE sum of the infinite and NaN means: where it is not 0, so is the
+    # merged mean (the fold would give inf - inf = NaN for inf and a finite
+    # mean), and m2 is NaN, as batch_norm_stats of data holding infinities.
+    special = np.zeros(shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for n_b, mean_b, m2_b in parts:
+            if n_b == 0:
+                continue
+            special += np.where(np.isfinite(mean_b), 0.0, mean_b)
+            if count == 0:
+                count, mean, m2 = n_b, mean_b.copy(), m2_b.copy()
+                continue
+            total = count + n_b
+            delta = mean_b - mean
+            mean = mean + delta * (n_b / total)
+            m2 = m2 + m2_b + delta * delta * (count * n_b / total)
+            count = total
+    odd = special != 0
+    mean[odd] = special[odd]
+    m2[odd] = np.nan
     return count, mean, m2

@@ -21,6 +21,8 @@ cdef extern from "batchnorm.h" nogil:
     int fsm_bn_grad_sums_f64(const double *g, const double *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const double *mean, double *sum_g, double *sum_gxc, int max_threads)
     int fsm_bn_apply_f32(const float *g, const float *x, float *out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const double *a, const double *s, const double *mean, const double *t, int max_threads)
     int fsm_bn_apply_f64(const double *g, const double *x, double *out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const double *a, const double *s, const double *mean, const double *t, int max_threads)
+    int fsm_bn_train_f32(const float *x, float *out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const double *weight, const double *bias, double eps, double *mean, double *m2, double *invstd, int max_threads)
+    int fsm_bn_train_f64(const double *x, double *out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const double *weight, const double *bias, double eps, double *mean, double *m2, double *invstd, int max_threads)
 
 
 cdef inline void *data_or_null(object a):
@@ -108,4 +110,28 @@ def apply(g, x, cnp.ndarray out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
         with nogil:
             status = fsm_bn_apply_f64(<const double *>gp, <const double *>xp, <double *>op,
                                       outer, C, inner, ap, sp, mp, tp, threads)
+    check(status)
+
+
+def train(cnp.ndarray x, cnp.ndarray out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
+          weight, bias, double eps, cnp.ndarray mean, cnp.ndarray m2, cnp.ndarray invstd,
+          int threads):
+    """Training forward: the batch statistics into mean, m2 and invstd, and
+    out = (x - mean) * invstd * weight + bias; weight and bias may be None."""
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *op = cnp.PyArray_DATA(out)
+    cdef const double *wp = <const double *>data_or_null(weight)
+    cdef const double *bp = <const double *>data_or_null(bias)
+    cdef double *mp = <double *>cnp.PyArray_DATA(mean)
+    cdef double *qp = <double *>cnp.PyArray_DATA(m2)
+    cdef double *ip = <double *>cnp.PyArray_DATA(invstd)
+    cdef int status
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32:
+        with nogil:
+            status = fsm_bn_train_f32(<const float *>xp, <float *>op, outer, C, inner, wp, bp,
+                                      eps, mp, qp, ip, threads)
+    else:
+        with nogil:
+            status = fsm_bn_train_f64(<const double *>xp, <double *>op, outer, C, inner, wp, bp,
+                                      eps, mp, qp, ip, threads)
     check(status)

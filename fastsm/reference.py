@@ -225,9 +225,8 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     axes = _other_axes(x.ndim, v.axis)
     count = v.outer * v.inner
     if training:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.mean(x, axis=axes, dtype=np.float64)
-            var = np.var(x, axis=axes, dtype=np.float64)
+        mean, m2 = _mean_m2(x, axes, count) if count else (np.full(v.C, np.nan),) * 2
+        var = m2 / max(count, 1)
         if count and running_mean is not None:
             running_mean[...] = (1 - args.momentum) * running_mean + args.momentum * mean
         if count and running_var is not None:
@@ -253,27 +252,47 @@ def batch_norm_backward(grad, x, weight, mean, invstd, *, training=True, axis=1,
     b = _per_feature_shape(v.x.ndim, v.axis)
     axes = _other_axes(v.x.ndim, v.axis)
     g = args.grad.astype(np.float64)
-    xhat = (v.x.astype(np.float64) - args.mean.reshape(b)) * args.invstd.reshape(b)
-    dweight = np.sum(g * xhat, axis=axes)
-    dbias = np.sum(g, axis=axes)
-    k = args.invstd if args.weight is None else args.invstd * args.weight
-    if training:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            dx = k.reshape(b) * (g - np.mean(g, axis=axes, keepdims=True)
-                                 - xhat * np.mean(g * xhat, axis=axes, keepdims=True))
-    else:
-        dx = g * k.reshape(b)
+    xc = v.x.astype(np.float64) - args.mean.reshape(b)
+    invstd = args.invstd
+    with np.errstate(invalid="ignore", over="ignore"):
+        dot = np.sum(g * xc, axis=axes)
+        dweight = dot * invstd
+        dbias = np.sum(g, axis=axes)
+        k = invstd if args.weight is None else invstd * args.weight
+        if training:
+            # PyTorch's grouping, so that infinities and NaNs land where they do there.
+            proj = invstd * invstd * dot / max(v.outer * v.inner, 1)
+            grad_mean = dbias / max(v.outer * v.inner, 1)
+            dx = ((g - grad_mean.reshape(b)) - xc * proj.reshape(b)) * k.reshape(b)
+        else:
+            dx = g * k.reshape(b)
     return _finish(dx, v.result, out), dweight.astype(v.compute), dbias.astype(v.compute)
+
+
+def _mean_m2(x, axes, count):
+    """Per-feature mean and sum of squared deviations in float64, as PyTorch
+    with special values: the mean is the IEEE sum over the count (+-inf with
+    infinities of one sign, NaN with both or with a NaN) and m2 is then NaN.
+    The mean sums x / count - shift / count, which cannot overflow."""
+    x = x.astype(np.float64)
+    # About each feature's first value where finite, so that equal values
+    # (huge ones included) have their own mean and m2 = 0.
+    shift = x[tuple(0 if a in axes else slice(None) for a in range(x.ndim))]
+    shift = np.expand_dims(np.where(np.isfinite(shift), shift, 0.0), axes)
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = np.squeeze(shift, axes) + np.sum(x / count - shift / count, axis=axes)
+        d = x - np.expand_dims(mean, axes)
+        m2 = np.sum(d * d, axis=axes)
+    return mean, m2
 
 
 def batch_norm_stats(x, axis=1):
     v = feature_view(x, axis)
-    x = v.x.astype(np.float64)
-    axes = _other_axes(x.ndim, v.axis)
+    axes = _other_axes(v.x.ndim, v.axis)
     count = v.outer * v.inner
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.mean(x, axis=axes) if count else np.full(v.C, np.nan)
-    m2 = np.sum((x - mean.reshape(_per_feature_shape(x.ndim, v.axis))) ** 2, axis=axes)
+    if not count:
+        return count, np.full(v.C, np.nan), np.zeros(v.C)
+    mean, m2 = _mean_m2(v.x, axes, count)
     return count, mean, m2
 
 
@@ -286,6 +305,11 @@ def merge_stats(parts):
     count = sum(n for n, _, _ in full)
     if not count:
         return 0, np.full(C, np.nan), np.zeros(C)
-    mean = sum(n * m for n, m, _ in full) / count
-    m2 = sum(q + n * (m - mean) ** 2 for n, m, q in full)
+    # About a shift: the first shard's mean where finite, so that equal means
+    # merge exactly; n / count rather than n * m, which could overflow.
+    shift = full[0][1]
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = shift + sum((n / count) * (m - shift) for n, m, _ in full)
+        m2 = sum(q + n * (m - mean) ** 2 for n, m, q in full)
     return count, mean, m2

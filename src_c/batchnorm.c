@@ -15,6 +15,7 @@
 #define FSM_BN_BLOCK 16384       /* values per task, about */
 #define FSM_BN_CHUNK 4096        /* values of a run reduced in one two-pass step */
 #define FSM_BN_LANES 16
+#define FSM_BN_FLUSH 8          /* rows a step of tile_stats (its sums are written for 8) */
 
 /* Work for fsm_parallel_for's grain, from the number of values a task
  * streams: these passes run at cache speed, while a thread start costs
@@ -84,7 +85,7 @@ static inline void fsm_bn_merge(double *n, double *mean, double *m2, double nb, 
 static void fsm_bn_finish_columns(const fsm_bn_plan *p, double *part_mean, double *part_m2,
                                   double *mean, double *m2)
 {
-    const ptrdiff_t width = p->width;
+    const ptrdiff_t width = p->width, inner = p->inner;
     double n = (double)fsm_bn_block_rows(p, 0);
     for (ptrdiff_t b = 1; b < p->nblocks; b++) {
         const double nb = (double)fsm_bn_block_rows(p, b), f = nb / (n + nb), h = n * f;
@@ -96,7 +97,6 @@ static void fsm_bn_finish_columns(const fsm_bn_plan *p, double *part_mean, doubl
         }
         n += nb;
     }
-    const ptrdiff_t inner = p->inner;
     for (ptrdiff_t c = 0; c < p->C; c++) {
         mean[c] = part_mean[c * inner];
         m2[c] = part_m2[c * inner];
@@ -111,11 +111,12 @@ static void fsm_bn_finish_columns(const fsm_bn_plan *p, double *part_mean, doubl
     }
 }
 
-/* Run-layout partials (feature-major: part[c*nblocks + b]) -> per feature. */
+/* Run-layout partials (feature-major: part[c*nblocks + b]) -> features [c0, c1). */
 static void fsm_bn_finish_runs(const fsm_bn_plan *p, const double *part_mean,
-                               const double *part_m2, double *mean, double *m2)
+                               const double *part_m2, ptrdiff_t c0, ptrdiff_t c1, double *mean,
+                               double *m2)
 {
-    for (ptrdiff_t c = 0; c < p->C; c++) {
+    for (ptrdiff_t c = c0; c < c1; c++) {
         double n = 0, mu = 0, q = 0;
         for (ptrdiff_t b = 0; b < p->nblocks; b++) {
             ptrdiff_t at = c * p->nblocks + b;
@@ -147,6 +148,17 @@ static void fsm_bn_finish_sums(const fsm_bn_plan *p, double *part, double *sum)
             sum[c] = s;
         }
     }
+}
+
+/* Whether the training forward runs feature by feature: each task reads one
+ * feature's runs, finds its statistics and normalises the runs while they
+ * are still in cache, with nothing to merge between tasks.  Not for the
+ * column layout, where a feature's values are a column of a (usually
+ * power-of-two wide) matrix: the column tiles of all rows conflict in cache.
+ * Either way a feature's statistics are the same numbers. */
+static int fsm_bn_by_feature(const fsm_bn_plan *p)
+{
+    return !p->columns && (p->C >= 2 || p->nblocks == 1);
 }
 
 static ptrdiff_t fsm_bn_partial_count(const fsm_bn_plan *p)

@@ -3,6 +3,8 @@
  * feature c; per-feature arrays have length C.  Statistics reduce over o and
  * j in fixed-size blocks combined in a fixed order, so results do not depend
  * on max_threads.  float32 data accumulates in double.  All sizes are >= 1.
+ * A feature holding +inf (or -inf) has that mean and m2 NaN; a NaN, or both
+ * infinities, give NaN for both (PyTorch's answers).
  * Each kernel of FSM_DECLARE_BATCHNORM returns 0, or -1 when its scratch
  * memory cannot be allocated (then it has written nothing). */
 #ifndef FASTSM_BATCHNORM_H
@@ -11,18 +13,26 @@
 #include <stddef.h>
 
 #define FSM_DECLARE_BATCHNORM(REAL, SUF)                                                      \
-    /* Writes mean[c] and m2[c] (sum of squared deviations) of each feature. */              \
+    /* Writes mean[c] and m2[c] (sum of squared deviations) of each feature. */               \
     int fsm_bn_stats_##SUF(const REAL *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,      \
                            double *mean, double *m2, int max_threads);                        \
     /* Writes sum_g[c] = sum(g) and sum_gxc[c] = sum(g * (x - mean[c])). */                   \
     int fsm_bn_grad_sums_##SUF(const REAL *g, const REAL *x, ptrdiff_t outer, ptrdiff_t C,    \
                                ptrdiff_t inner, const double *mean, double *sum_g,            \
                                double *sum_gxc, int max_threads);                             \
-    /* Writes out = a[c]*g + s[c]*(x - mean[c]) + t[c] elementwise.  g and a are both        \
-     * NULL or both given, likewise x, s and mean; t NULL means 0.  out may be g or x. */     \
+    /* Writes out = s[c]*(x - mean[c]) + t[c] elementwise, or with g given                    \
+     * out = a[c]*((g + t[c]) + s[c]*(x - mean[c])).  g and a are both NULL or both           \
+     * given, likewise x, s and mean; t NULL means 0.  out may be g or x. */                  \
     int fsm_bn_apply_##SUF(const REAL *g, const REAL *x, REAL *out, ptrdiff_t outer,          \
                            ptrdiff_t C, ptrdiff_t inner, const double *a, const double *s,    \
-                           const double *mean, const double *t, int max_threads);
+                           const double *mean, const double *t, int max_threads);             \
+    /* Training forward in one call: mean[c], m2[c] as fsm_bn_stats, invstd[c] as             \
+     * fsm_bn_invstd (divisor the count), and out = (x - mean)*invstd*weight + bias           \
+     * (weight, bias NULL: 1, 0).  out may be x. */                                           \
+    int fsm_bn_train_##SUF(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C,            \
+                           ptrdiff_t inner, const double *weight, const double *bias,         \
+                           double eps, double *mean, double *m2, double *invstd,              \
+                           int max_threads);
 
 /* Per-feature factors: invstd[c] = 1 / sqrt(v[c] / divisor + eps) and
  * scale[c] = invstd[c] * weight[c] (weight NULL: ones). */

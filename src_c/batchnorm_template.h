@@ -12,9 +12,14 @@ typedef struct {
     fsm_bn_plan p;
     const REAL *g, *x;
     REAL *out;
-    const double *mean;        /* grad sums: per column (column layout) or per feature */
+    const double *mean;        /* grad sums: per column (column layout) or per feature;
+                                * apply and train: per feature */
     double *part_a, *part_b;   /* per-task partial results */
-    const REAL *pa, *ps, *pm, *pt; /* apply: per column (column layout) or per feature */
+    const double *a, *s, *t;   /* apply: per-feature factors */
+    REAL *pa, *ps, *pm, *pt;   /* apply: the factors per column (column layout) or feature */
+    const double *weight;      /* train: weight (or NULL), eps; writes mean, m2, invstd and */
+    double eps;                /* scale = invstd * weight, which is s */
+    double *mean_out, *m2, *invstd, *scale;
 } FSM_K(fsm_bn_job);
 
 /* Lane sums: FSM_BN_LANES partial sums combined in a fixed tree, which the
@@ -78,8 +83,9 @@ FSM_BN_INLINE void FSM_K(fsm_bn_sum_grad)(const REAL *g, const REAL *x, ptrdiff_
 
 /* Mean and sum of squared deviations of w <= FSM_BN_TILE columns (row
  * stride `width`) over `rows` rows, from sums of the deviations from row 0:
- * shifted by a value of the data, so cancellation stays small.  Rows go four
- * at a time, so that the sums (in L1) are loaded and stored once per four. */
+ * shifted by a value of the data, so cancellation stays small.  Rows go
+ * FSM_BN_FLUSH at a time, so that the sums (in L1) are loaded and stored once
+ * per FSM_BN_FLUSH rows. */
 FSM_BN_INLINE void FSM_K(fsm_bn_tile_stats)(const REAL *x, ptrdiff_t width, ptrdiff_t rows,
                                             ptrdiff_t w, double *mean, double *m2)
 {
@@ -89,13 +95,14 @@ FSM_BN_INLINE void FSM_K(fsm_bn_tile_stats)(const REAL *x, ptrdiff_t width, ptrd
         s[j] = q[j] = 0;
     }
     ptrdiff_t r = 1;
-    for (; r + 4 <= rows; r += 4) {
-        const REAL *x1 = x + r * width, *x2 = x1 + width, *x3 = x2 + width, *x4 = x3 + width;
+    for (; r + FSM_BN_FLUSH <= rows; r += FSM_BN_FLUSH) {
+        const REAL *xr = x + r * width;
         for (ptrdiff_t j = 0; j < w; j++) {
-            const double d1 = (double)x1[j] - x0[j], d2 = (double)x2[j] - x0[j];
-            const double d3 = (double)x3[j] - x0[j], d4 = (double)x4[j] - x0[j];
-            s[j] += (d1 + d2) + (d3 + d4);
-            q[j] += (d1 * d1 + d2 * d2) + (d3 * d3 + d4 * d4);
+            double d[FSM_BN_FLUSH];
+            for (int k = 0; k < FSM_BN_FLUSH; k++) d[k] = (double)xr[k * width + j] - x0[j];
+            s[j] += ((d[0] + d[1]) + (d[2] + d[3])) + ((d[4] + d[5]) + (d[6] + d[7]));
+            q[j] += ((d[0] * d[0] + d[1] * d[1]) + (d[2] * d[2] + d[3] * d[3]))
+                  + ((d[4] * d[4] + d[5] * d[5]) + (d[6] * d[6] + d[7] * d[7]));
         }
     }
     for (; r < rows; r++)
@@ -129,48 +136,106 @@ FSM_HOT static void FSM_K(fsm_bn_stats_columns)(void *ctx, ptrdiff_t t0, ptrdiff
 
 /* Run layout: merges the chunks of feature c's runs in block b, in order,
  * into part_a / part_b[c*nblocks + b]. */
+FSM_BN_INLINE void FSM_K(fsm_bn_run_block_stats)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c,
+                                                 ptrdiff_t b)
+{
+    const fsm_bn_plan *p = &job->p;
+    const ptrdiff_t o0 = b * p->rows, o1 = o0 + fsm_bn_block_rows(p, b);
+    double n = 0, mean = 0, m2 = 0;
+    for (ptrdiff_t o = o0; o < o1; o++) {
+        const REAL *run = job->x + (o * p->C + c) * p->inner;
+        for (ptrdiff_t i = 0; i < p->inner; i += FSM_BN_CHUNK) {
+            const ptrdiff_t len = p->inner - i < FSM_BN_CHUNK ? p->inner - i : FSM_BN_CHUNK;
+            const double mc = FSM_K(fsm_bn_sum)(run + i, len) / (double)len;
+            fsm_bn_merge(&n, &mean, &m2, (double)len, mc,
+                         FSM_K(fsm_bn_sum_sqdev)(run + i, len, mc));
+        }
+    }
+    job->part_a[c * p->nblocks + b] = mean;
+    job->part_b[c * p->nblocks + b] = m2;
+}
+
 FSM_HOT static void FSM_K(fsm_bn_stats_runs)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)
 {
     const FSM_K(fsm_bn_job) *job = ctx;
+    for (ptrdiff_t t = t0; t < t1; t++)
+        FSM_K(fsm_bn_run_block_stats)(job, t / job->p.nblocks, t % job->p.nblocks);
+}
+
+/* Redoes the statistics of features [c0, c1) whose fast ones are not finite,
+ * in a slow pass with PyTorch's answers: a NaN, or both infinities, give a
+ * NaN mean; +inf or -inf alone give that mean; either way m2 is NaN.  Finite
+ * values too large for the shifted sums get the mean as x0 + sum(x/n - x0/n)
+ * (x0 the first value: equal values have their own mean), which cannot
+ * overflow, and m2 = sum((x - mean)^2), inf when that overflows. */
+static void FSM_K(fsm_bn_fix_nonfinite)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0, ptrdiff_t c1,
+                                        double *mean, double *m2)
+{
     const fsm_bn_plan *p = &job->p;
-    for (ptrdiff_t t = t0; t < t1; t++) {
-        const ptrdiff_t c = t / p->nblocks, b = t % p->nblocks, o0 = b * p->rows;
-        const ptrdiff_t o1 = o0 + fsm_bn_block_rows(p, b);
-        double n = 0, mean = 0, m2 = 0;
-        for (ptrdiff_t o = o0; o < o1; o++) {
+    const double n = (double)(p->outer * p->inner);
+    for (ptrdiff_t c = c0; c < c1; c++) {
+        if (isfinite(mean[c]) && isfinite(m2[c]))
+            continue;
+        const double first = (double)job->x[c * p->inner];
+        const double x0 = isfinite(first) ? first : 0, x0n = x0 / n;
+        double dev = 0, q = 0;
+        int nan = 0, pinf = 0, ninf = 0;
+        for (ptrdiff_t o = 0; o < p->outer; o++) {
             const REAL *run = job->x + (o * p->C + c) * p->inner;
-            for (ptrdiff_t i = 0; i < p->inner; i += FSM_BN_CHUNK) {
-                const ptrdiff_t len = p->inner - i < FSM_BN_CHUNK ? p->inner - i : FSM_BN_CHUNK;
-                const double mc = FSM_K(fsm_bn_sum)(run + i, len) / (double)len;
-                fsm_bn_merge(&n, &mean, &m2, (double)len, mc,
-                             FSM_K(fsm_bn_sum_sqdev)(run + i, len, mc));
+            for (ptrdiff_t j = 0; j < p->inner; j++) {
+                const double v = (double)run[j];
+                nan |= isnan(v);
+                pinf |= v == INFINITY;
+                ninf |= v == -INFINITY;
+                dev += isfinite(v) ? v / n - x0n : 0;
             }
         }
-        job->part_a[c * p->nblocks + b] = mean;
-        job->part_b[c * p->nblocks + b] = m2;
+        const double mu = x0 + dev;
+        if (nan || pinf || ninf) {
+            mean[c] = nan || (pinf && ninf) ? NAN : pinf ? INFINITY : -INFINITY;
+            m2[c] = NAN;
+            continue;
+        }
+        for (ptrdiff_t o = 0; o < p->outer; o++) {
+            const REAL *run = job->x + (o * p->C + c) * p->inner;
+            for (ptrdiff_t j = 0; j < p->inner; j++) {
+                const double d = (double)run[j] - mu;
+                q += d * d;
+            }
+        }
+        mean[c] = mu;
+        m2[c] = q;
     }
+}
+
+/* The statistics with job->part_a / part_b as scratch. */
+static void FSM_K(fsm_bn_run_stats)(FSM_K(fsm_bn_job) *job, double *mean, double *m2,
+                                    int max_threads)
+{
+    const fsm_bn_plan *p = &job->p;
+    if (p->columns) {
+        fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
+                         FSM_K(fsm_bn_stats_columns), job);
+        fsm_bn_finish_columns(p, job->part_a, job->part_b, mean, m2);
+    } else {
+        fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
+                         FSM_K(fsm_bn_stats_runs), job);
+        fsm_bn_finish_runs(p, job->part_a, job->part_b, 0, p->C, mean, m2);
+    }
+    FSM_K(fsm_bn_fix_nonfinite)(job, 0, p->C, mean, m2);
 }
 
 int FSM_K(fsm_bn_stats)(const REAL *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
                         double *mean, double *m2, int max_threads)
 {
     FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .x = x};
-    const fsm_bn_plan *p = &job.p;
-    const ptrdiff_t np = fsm_bn_partial_count(p);
+    const ptrdiff_t np = fsm_bn_partial_count(&job.p);
     double *part = malloc(2 * (size_t)np * sizeof *part);
     if (!part)
         return -1;
     job.part_a = part;
     job.part_b = part + np;
-    if (p->columns) {
-        fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
-                         FSM_K(fsm_bn_stats_columns), &job);
-        fsm_bn_finish_columns(p, job.part_a, job.part_b, mean, m2);
-    } else {
-        fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
-                         FSM_K(fsm_bn_stats_runs), &job);
-        fsm_bn_finish_runs(p, job.part_a, job.part_b, mean, m2);
-    }
+    FSM_K(fsm_bn_run_stats)(&job, mean, m2, max_threads);
     free(part);
     return 0;
 }
@@ -282,11 +347,12 @@ int FSM_K(fsm_bn_grad_sums)(const REAL *g, const REAL *x, ptrdiff_t outer, ptrdi
     return 0;
 }
 
-/* ---- elementwise: out = a*g + s*(x - m) + t ----------------------------- */
+/* ---- elementwise: out = s*(x - m) + t, or a*((g + t) + s*(x - m)) ------- */
 
-/* One row or run of n values with parameters at stride `ps_step` (1: one per
+/* One row or run of n values with parameters at stride `step` (1: one per
  * column; 0: the same for the whole run).  Written out three times so that
- * each loop has only the terms it needs. */
+ * each loop has only the terms it needs.  The gradient's grouping is
+ * PyTorch's, so that infinities and NaNs land where they land there. */
 FSM_BN_INLINE void FSM_K(fsm_bn_apply_span)(const FSM_K(fsm_bn_job) *job, ptrdiff_t offset,
                                             ptrdiff_t n, ptrdiff_t param, ptrdiff_t step)
 {
@@ -298,10 +364,10 @@ FSM_BN_INLINE void FSM_K(fsm_bn_apply_span)(const FSM_K(fsm_bn_job) *job, ptrdif
         for (ptrdiff_t i = 0; i < n; i++)
             out[i] = ps[i * step] * (x[i] - pm[i * step]) + pt[i * step];
     } else if (!x) {
-        for (ptrdiff_t i = 0; i < n; i++) out[i] = pa[i * step] * g[i] + pt[i * step];
+        for (ptrdiff_t i = 0; i < n; i++) out[i] = pa[i * step] * (g[i] + pt[i * step]);
     } else {
         for (ptrdiff_t i = 0; i < n; i++)
-            out[i] = pa[i * step] * g[i] + ps[i * step] * (x[i] - pm[i * step]) + pt[i * step];
+            out[i] = pa[i * step] * ((g[i] + pt[i * step]) + ps[i * step] * (x[i] - pm[i * step]));
     }
 }
 
@@ -319,41 +385,116 @@ FSM_HOT static void FSM_K(fsm_bn_apply_runs)(void *ctx, ptrdiff_t r0, ptrdiff_t 
     for (ptrdiff_t r = r0; r < r1; r++) FSM_K(fsm_bn_apply_span)(job, r * inner, inner, r % C, 0);
 }
 
+/* REAL factors of features [c0, c1) from the double ones, per column
+ * (column layout) or feature.  The mean is split as m + lo with m its REAL
+ * rounding: x - m is exact for x near the mean, and s*lo folds into t, so
+ * data far from zero keeps its precision.  An infinite m (an infinite mean,
+ * or a double one beyond float's range) or s has lo 0: y = s*(x - m) + t is
+ * then -s*m for finite x, as PyTorch. */
+static void FSM_K(fsm_bn_fill_params)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0, ptrdiff_t c1)
+{
+    const ptrdiff_t per = job->p.columns ? job->p.inner : 1;
+    for (ptrdiff_t c = c0; c < c1; c++) {
+        const double mc = job->x ? job->mean[c] : 0, sc = job->x ? job->s[c] : 0;
+        const REAL m = (REAL)mc, a = job->g ? (REAL)job->a[c] : 0;
+        const double t = job->t ? job->t[c] : 0;
+        /* without the split where it would make inf - inf or inf * 0 */
+        const REAL shift = (REAL)(isfinite(m) && isfinite(sc) ? t - sc * (mc - (double)m) : t);
+        for (ptrdiff_t k = c * per; k < (c + 1) * per; k++) {
+            job->pa[k] = a;
+            job->ps[k] = (REAL)sc;
+            job->pm[k] = m;
+            job->pt[k] = shift;
+        }
+    }
+}
+
+/* Points pa, ps, pm, pt into `params` (4 * width values). */
+static void FSM_K(fsm_bn_set_params)(FSM_K(fsm_bn_job) *job, REAL *params)
+{
+    const ptrdiff_t width = job->p.width;
+    job->pa = params;
+    job->ps = params + width;
+    job->pm = params + 2 * width;
+    job->pt = params + 3 * width;
+}
+
+/* The elementwise pass over all the data, params set. */
+static void FSM_K(fsm_bn_run_apply)(FSM_K(fsm_bn_job) *job, int max_threads)
+{
+    const fsm_bn_plan *p = &job->p;
+    FSM_K(fsm_bn_fill_params)(job, 0, p->C);
+    if (p->columns)
+        fsm_parallel_for(p->outer, FSM_BN_WORK(2 * p->width), max_threads,
+                         FSM_K(fsm_bn_apply_rows), job);
+    else
+        fsm_parallel_for(p->outer * p->C, FSM_BN_WORK(2 * p->inner), max_threads,
+                         FSM_K(fsm_bn_apply_runs), job);
+}
+
 int FSM_K(fsm_bn_apply)(const REAL *g, const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C,
                         ptrdiff_t inner, const double *a, const double *s, const double *mean,
                         const double *t, int max_threads)
 {
-    FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .g = g, .x = x, .out = out};
-    const ptrdiff_t width = job.p.width, per = job.p.columns ? inner : 1;
-    REAL *params = malloc(4 * (size_t)width * sizeof *params);
+    FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .g = g, .x = x, .out = out,
+                             .a = a, .s = s, .mean = mean, .t = t};
+    REAL *params = malloc(4 * (size_t)job.p.width * sizeof *params);
     if (!params)
         return -1;
-    REAL *pa = params, *ps = params + width, *pm = params + 2 * width, *pt = params + 3 * width;
-    /* The mean is split as m + lo with m its REAL rounding: x - m is exact for
-     * x near the mean, and s*lo folds into t, so data far from zero keeps its
-     * precision. */
-    for (ptrdiff_t c = 0; c < C; c++) {
-        const double mc = x ? mean[c] : 0, sc = x ? s[c] : 0;
-        const REAL m = (REAL)mc;
-        const REAL shift = (REAL)((t ? t[c] : 0) - sc * (mc - (double)m));
-        for (ptrdiff_t k = c * per; k < (c + 1) * per; k++) {
-            pa[k] = g ? (REAL)a[c] : 0;
-            ps[k] = (REAL)sc;
-            pm[k] = m;
-            pt[k] = shift;
-        }
-    }
-    job.pa = pa;
-    job.ps = ps;
-    job.pm = pm;
-    job.pt = pt;
-    if (job.p.columns)
-        fsm_parallel_for(outer, FSM_BN_WORK(2 * width), max_threads, FSM_K(fsm_bn_apply_rows),
-                         &job);
-    else
-        fsm_parallel_for(outer * C, FSM_BN_WORK(2 * inner), max_threads,
-                         FSM_K(fsm_bn_apply_runs), &job);
+    FSM_K(fsm_bn_set_params)(&job, params);
+    FSM_K(fsm_bn_run_apply)(&job, max_threads);
     free(params);
+    return 0;
+}
+
+/* ---- training forward: statistics, then normalisation ------------------ */
+
+/* Run layout, features [c0, c1): each finds its statistics exactly as
+ * fsm_bn_stats does (same blocks, same merge order), its factors, and
+ * normalises its runs while they are still in cache. */
+FSM_HOT static void FSM_K(fsm_bn_train_features)(void *ctx, ptrdiff_t c0, ptrdiff_t c1)
+{
+    const FSM_K(fsm_bn_job) *job = ctx;
+    const fsm_bn_plan *p = &job->p;
+    for (ptrdiff_t c = c0; c < c1; c++) {
+        for (ptrdiff_t b = 0; b < p->nblocks; b++) FSM_K(fsm_bn_run_block_stats)(job, c, b);
+        fsm_bn_finish_runs(p, job->part_a, job->part_b, c, c + 1, job->mean_out, job->m2);
+        FSM_K(fsm_bn_fix_nonfinite)(job, c, c + 1, job->mean_out, job->m2);
+        fsm_bn_invstd(job->m2 + c, 1, (double)(p->outer * p->inner), job->eps,
+                      job->weight ? job->weight + c : NULL, job->invstd + c, job->scale + c);
+        FSM_K(fsm_bn_fill_params)(job, c, c + 1);
+        for (ptrdiff_t o = 0; o < p->outer; o++)
+            FSM_K(fsm_bn_apply_span)(job, (o * p->C + c) * p->inner, p->inner, c, 0);
+    }
+}
+
+int FSM_K(fsm_bn_train)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
+                        const double *weight, const double *bias, double eps, double *mean,
+                        double *m2, double *invstd, int max_threads)
+{
+    FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .x = x, .out = out,
+                             .t = bias, .weight = weight, .eps = eps, .mean_out = mean,
+                             .m2 = m2, .invstd = invstd, .mean = mean};
+    const fsm_bn_plan *p = &job.p;
+    const ptrdiff_t np = fsm_bn_partial_count(p);
+    double *scratch = malloc((2 * (size_t)np + (size_t)C) * sizeof *scratch
+                             + 4 * (size_t)p->width * sizeof(REAL));
+    if (!scratch)
+        return -1;
+    job.part_a = scratch;
+    job.part_b = scratch + np;
+    job.scale = scratch + 2 * np;
+    job.s = job.scale;
+    FSM_K(fsm_bn_set_params)(&job, (REAL *)(job.scale + C));
+    if (fsm_bn_by_feature(p)) {
+        fsm_parallel_for(C, FSM_BN_WORK(3 * outer * inner), max_threads,
+                         FSM_K(fsm_bn_train_features), &job);
+    } else {
+        FSM_K(fsm_bn_run_stats)(&job, mean, m2, max_threads);
+        fsm_bn_invstd(m2, C, (double)(outer * inner), eps, weight, invstd, job.scale);
+        FSM_K(fsm_bn_run_apply)(&job, max_threads);
+    }
+    free(scratch);
     return 0;
 }
 

@@ -444,34 +444,53 @@ def _reduced(shape, axis):
     return tuple(a for a in range(len(shape)) if a != axis)
 
 
+def _bn_values(rng, shape, dtype, special):
+    """`values` with the huge finite specials made infinities of their sign.
+    The forward and backward can write over their input (out=x, out=grad),
+    and then `_bn_scale` no longer sees the magnitude of the data: huge values
+    that cancel in a mean would have no tolerance.  batch_norm_stats and
+    merge_stats keep them."""
+    x = values(rng, shape, dtype, special)
+    if special and x.dtype.kind == "f":
+        huge = np.abs(x) > np.finfo(x.dtype).max / 4
+        x[huge] = np.copysign(np.inf, x[huge])
+    return x
+
+
 def _make_bn_forward(rng, shape, dtype, axis, special):
     axis %= len(shape)
     c = shape[axis]
     count = int(np.prod(shape)) // max(c, 1)
-    kw = {"x": values(rng, shape, dtype, special), "axis": axis,
+    kw = {"x": _bn_values(rng, shape, dtype, special), "axis": axis,
           "training": bool(count > 1 and rng.random() < 0.7),
           "momentum": float(rng.choice([0.1, 0.0, 1.0, 0.5])),
           "eps": float(rng.choice([1e-5, 1e-3]))}
     sd = _stat_dtype(dtype)
+    # Special values in the per-feature arrays too, in one draw of four.
+    special_c = special and rng.random() < 0.25
     if rng.random() < 0.6:
-        kw["weight"] = rng.standard_normal(c).astype(sd)
-        kw["bias"] = rng.standard_normal(c).astype(sd)
+        kw["weight"] = _bn_values(rng, c, sd, special_c)
+        kw["bias"] = _bn_values(rng, c, sd, special_c)
     if rng.random() < 0.7 or not kw["training"]:
-        kw["running_mean"] = rng.standard_normal(c).astype(sd)
-        kw["running_var"] = rng.uniform(0.5, 2.0, c).astype(sd)
+        kw["running_mean"] = _bn_values(rng, c, sd, special_c)
+        var = rng.uniform(0.5, 2.0, c)
+        if special_c:
+            var = np.where(rng.random(c) < 0.25, rng.choice([np.nan, np.inf, -np.inf, 0.0], c),
+                           var)
+        kw["running_var"] = var.astype(sd)
     return kw
 
 
 def _make_bn_backward(rng, shape, dtype, axis, special):
     axis %= len(shape)
-    x = values(rng, shape, dtype, special)
+    x = _bn_values(rng, shape, dtype, special)
     xs = x.astype(np.float64)
     red = _reduced(shape, axis)
     with np.errstate(all="ignore"):
         mean = xs.mean(axis=red)
         invstd = 1 / np.sqrt(xs.var(axis=red) + 1e-5)
     sd = _stat_dtype(dtype)
-    return {"grad": values(rng, shape, dtype, special), "x": x,
+    return {"grad": _bn_values(rng, shape, dtype, special), "x": x,
             "weight": rng.standard_normal(shape[axis]).astype(sd) if rng.random() < 0.6 else None,
             "mean": mean.astype(sd), "invstd": invstd.astype(sd), "axis": axis,
             "training": bool(rng.random() < 0.7)}
@@ -524,20 +543,16 @@ def _feature_cases(key):
     )
 
 
-# specials=False: with infinities the kernels' shifted sums give NaN where the
-# reference gives +-inf (the mean of a feature holding -inf and finite values,
-# merge_stats of an inf mean with a finite one, batch_norm_backward with
-# invstd = 0 and an overflowed mean).  NaN inputs give NaN statistics, as the
-# reference (tests/test_batchnorm.py::test_nan_feature_gives_nan_statistics).
+# Special values follow PyTorch: a feature holding +inf (or -inf) has that
+# mean and NaN variance, one holding NaN or both infinities NaN for both.
 BATCH_NORM = [
     Entry("batch_norm_forward", _make_bn_forward, "int", ("x",), out_index=0,
           writes=("running_mean", "running_var"), inplace=("x",), min_ndim=2, min_side=1,
-          specials=False, scale=_bn_scale,
+          scale=_bn_scale,
           bad=array_cases("x") + axis_cases(_ndim("x"), False) + _feature_cases("x")
           + out_cases(lambda kw: np.zeros(np.shape(kw["x"]), _float_dtype(kw["x"].dtype)))),
     Entry("batch_norm_backward", _make_bn_backward, "int", ("grad", "x"), out_index=0,
-          inplace=("grad",), min_ndim=2, min_side=1, specials=False,
-          scale=_bn_scale,
+          inplace=("grad",), min_ndim=2, min_side=1, scale=_bn_scale,
           bad=array_cases("grad") + array_cases("x") + (_shape_mismatch("x"),)
           + axis_cases(_ndim("x"), False)
           + (Bad("mean", lambda kw: np.zeros(np.size(kw["mean"]) + 1), ValueError, id="shape"),
@@ -545,10 +560,9 @@ BATCH_NORM = [
                  id="shape"))
           + out_cases(lambda kw: np.zeros(np.shape(kw["x"]), _float_dtype(kw["x"].dtype)))),
     Entry("batch_norm_stats", _make_bn_stats, "int", ("x",), out_index=None, min_ndim=2,
-          min_side=1, specials=False, scale=_bn_scale,
+          min_side=1, scale=_bn_scale,
           bad=array_cases("x") + axis_cases(_ndim("x"), False)),
     Entry("merge_stats", _make_merge_stats, "int", (), out_index=None, min_ndim=2, min_side=1,
-          specials=False,
           positional=("stats",),
           scale=lambda kw, axis: 1.0 + sum(finite_max(m, m2) * max(c, 1)
                                            for c, m, m2 in kw["stats"]),

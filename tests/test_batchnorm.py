@@ -399,3 +399,72 @@ def test_nan_feature_gives_nan_statistics(shape, axis, dtype):
     assert np.isnan(m2[1]) and not np.isnan(m2[0])
     _, _, invstd = fastsm.batch_norm_forward(x, axis=axis)
     assert np.isnan(invstd[1]) and np.isfinite(invstd[0])
+
+
+# Special values, as PyTorch: a feature holding +inf (or -inf) has that mean
+# and a NaN variance (so NaN y, dx and dweight); NaN or both infinities give a
+# NaN mean.  In eval mode infinities pass through y = (x - rm) * invstd * w + b.
+# Not covered: an infinite weight, where PyTorch computes y = x * a + b' with
+# a = invstd * w and gets NaN for every value of the feature, while fastsm's
+# (x - mean) * a + b (which keeps the precision of data far from zero) gives
+# +-inf, and NaN only where x equals the mean.
+SPECIAL_CASES = {
+    "x +inf": dict(x=(0, 0, np.inf)), "x -inf": dict(x=(1, 0, -np.inf)),
+    "x +-inf": dict(x=(0, 0, np.inf), x2=(2, 0, -np.inf)), "x nan": dict(x=(1, 0, np.nan)),
+    "bias inf": dict(bias=np.inf), "bias -inf": dict(bias=-np.inf), "bias nan": dict(bias=np.nan),
+    "weight nan": dict(weight=np.nan), "rm inf": dict(rm=np.inf), "rm -inf": dict(rm=-np.inf),
+    "rm nan": dict(rm=np.nan), "rv inf": dict(rv=np.inf), "rv -inf": dict(rv=-np.inf),
+    "rv nan": dict(rv=np.nan),
+}
+
+
+@pytest.mark.parametrize("case", list(SPECIAL_CASES))
+@pytest.mark.parametrize("shape", [(3, 2), (3, 2, 40)])  # column and run layouts
+@pytest.mark.parametrize("training", [True, False])
+def test_special_values_as_torch(rng, case, shape, training):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    spec = SPECIAL_CASES[case]
+    x = rng.standard_normal(shape).astype(np.float32)
+    for key in ("x", "x2"):
+        if key in spec:
+            n, c, value = spec[key]
+            x[n, c] = value
+    C = shape[1]
+    params = {"weight": rng.uniform(0.5, 2, C), "bias": rng.standard_normal(C),
+              "rm": rng.standard_normal(C), "rv": rng.uniform(0.5, 2, C)}
+    for key, arr in params.items():
+        if key in spec:
+            arr[0] = spec[key]
+    w, b, rm, rv = (params[k].astype(np.float32) for k in ("weight", "bias", "rm", "rv"))
+    grad = rng.standard_normal(shape).astype(np.float32)
+    rm_t, rv_t = torch.tensor(rm), torch.tensor(rv)
+    y, mean, invstd = fastsm.batch_norm_forward(x, w, b, rm, rv, training=training)
+    dx, dw, db = fastsm.batch_norm_backward(grad, x, w, mean, invstd, training=training)
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yt = F.batch_norm(xt, rm_t, rv_t, wt, bt, training, 0.1, 1e-5)
+    yt.backward(torch.tensor(grad))
+    for got, want in [(y, yt), (rm, rm_t), (rv, rv_t), (dx, xt.grad), (dw, wt.grad),
+                      (db, bt.grad)]:
+        want = want.detach().numpy()
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+        np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+    if training and "x" in spec:
+        ref_mean = ref.batch_norm_forward(x, training=True)[1]
+        np.testing.assert_array_equal(mean, ref_mean)  # +-inf or NaN, as torch's saved mean
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(5, 3), (5, 3, 40)])
+def test_huge_finite_values_keep_a_finite_mean(dtype, shape):
+    # Sums of values near the dtype's maximum overflow; the mean of equal huge
+    # values is that value and their m2 is 0, in fastsm as in the reference.
+    x = np.full(shape, np.finfo(dtype).max / 2, dtype)
+    x[:, 1] = -x[:, 1]
+    for mod in (fastsm, ref):
+        count, mean, m2 = mod.batch_norm_stats(x)
+        np.testing.assert_array_equal(mean, x[0, :, ...].reshape(3, -1)[:, 0].astype(np.float64))
+        np.testing.assert_array_equal(m2, 0.0)

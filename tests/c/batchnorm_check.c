@@ -2,6 +2,7 @@
  * double-precision loops; statistics must be bit-identical for 1 to 3
  * threads.  Built with AddressSanitizer and UndefinedBehaviorSanitizer by the
  * Makefile beside it. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,9 +71,9 @@ static void run_##SUF(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)            
     for (ptrdiff_t i = 0; i < n; i++) {                                                       \
         ptrdiff_t c = (i / inner) % C;                                                        \
         double want = s[c] * ((double)x[i] - mean[c]) + t[c];                                 \
-        double size = 1 + fabs(s[c] * ((double)x[i] - mean[c])) + fabs(t[c]) + fabs(a[c] * g[i]); \
+        double size = (1 + fabs(s[c] * ((double)x[i] - mean[c])) + fabs(t[c]) + fabs(g[i])) * a[c]; \
         CHECK(fabs(y[i] - want) <= TOL * size, #SUF " apply i=%td got %.9g want %.9g shape %td %td %td", i, (double)y[i], want, outer, C, inner);           \
-        want += a[c] * g[i];                                                                  \
+        want = a[c] * (g[i] + t[c] + s[c] * ((double)x[i] - mean[c]));                        \
         CHECK(fabs(y2[i] - want) <= TOL * size, #SUF " apply2 i=%td", i);         \
     }                                                                                         \
     /* in place, and the g-only form */                                                       \
@@ -85,6 +86,98 @@ static void run_##SUF(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)            
 
 RUN(float, f32, 1e-5)
 RUN(double, f64, 1e-12)
+
+/* The one-call training forward against fsm_bn_stats, fsm_bn_invstd and
+ * fsm_bn_apply: bit-identical for 1 to 3 threads, and in place. */
+#define RUN_TRAIN(REAL, SUF)                                                                  \
+static void train_##SUF(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)                        \
+{                                                                                             \
+    ptrdiff_t n = outer * C * inner;                                                          \
+    REAL *x = malloc(n * sizeof *x), *want = malloc(n * sizeof *want);                        \
+    REAL *y = malloc(n * sizeof *y);                                                          \
+    double *w = malloc(C * 8), *bias = malloc(C * 8), *mean = malloc(C * 8);                  \
+    double *m2 = malloc(C * 8), *inv = malloc(C * 8), *scale = malloc(C * 8);                 \
+    double *mean2 = malloc(C * 8), *m22 = malloc(C * 8), *inv2 = malloc(C * 8);               \
+    for (ptrdiff_t i = 0; i < n; i++) x[i] = (REAL)(-50.0 + cos((double)i * 0.23) * 7);       \
+    for (ptrdiff_t c = 0; c < C; c++) {                                                       \
+        w[c] = 0.5 + 0.25 * (double)c;                                                        \
+        bias[c] = 1.0 - (double)c;                                                            \
+    }                                                                                         \
+    CHECK(fsm_bn_stats_##SUF(x, outer, C, inner, mean, m2, 1) == 0, "alloc");                 \
+    fsm_bn_invstd(m2, C, (double)(outer * inner), 1e-5, w, inv, scale);                       \
+    CHECK(fsm_bn_apply_##SUF(NULL, x, want, outer, C, inner, NULL, scale, mean, bias, 1) == 0, \
+          "alloc");                                                                           \
+    for (int th = 1; th <= 4; th++) {                                                         \
+        REAL *dst = y;                                                                        \
+        if (th == 4) { /* in place */                                                         \
+            memcpy(y, x, n * sizeof *y);                                                      \
+            CHECK(fsm_bn_train_##SUF(y, y, outer, C, inner, w, bias, 1e-5, mean2, m22, inv2,  \
+                                     2) == 0, "alloc");                                       \
+        } else {                                                                              \
+            CHECK(fsm_bn_train_##SUF(x, dst, outer, C, inner, w, bias, 1e-5, mean2, m22, inv2, \
+                                     th) == 0, "alloc");                                      \
+        }                                                                                     \
+        CHECK(!memcmp(mean, mean2, C * 8) && !memcmp(m2, m22, C * 8)                          \
+              && !memcmp(inv, inv2, C * 8),                                                   \
+              #SUF " train statistics differ, run %d (%td,%td,%td)", th, outer, C, inner);    \
+        CHECK(!memcmp(want, y, n * sizeof *y), #SUF " train y differs, run %d (%td,%td,%td)", \
+              th, outer, C, inner);                                                           \
+    }                                                                                         \
+    free(x); free(want); free(y); free(w); free(bias); free(mean); free(m2); free(inv);        \
+    free(scale); free(mean2); free(m22); free(inv2);                                          \
+}
+
+RUN_TRAIN(float, f32)
+RUN_TRAIN(double, f64)
+
+/* Special values, as PyTorch: feature 0 holding v has mean want_mean and m2
+ * want_m2 (NaN compared as NaN), from fsm_bn_stats and fsm_bn_train alike;
+ * feature 1 (finite) is unaffected. */
+#define RUN_SPECIAL(REAL, SUF)                                                                \
+static void special_##SUF(ptrdiff_t inner, REAL v, int all, double want_mean, double want_m2) \
+{                                                                                             \
+    enum { OUTER = 3, C = 2 };                                                                \
+    ptrdiff_t n = OUTER * C * inner;                                                          \
+    REAL *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);                              \
+    double mean[C], m2[C], inv[C];                                                            \
+    for (ptrdiff_t i = 0; i < n; i++) x[i] = (REAL)(i % 7);                                   \
+    for (ptrdiff_t o = 0; o < OUTER; o++)                                                     \
+        for (ptrdiff_t j = 0; j < inner; j++)                                                 \
+            if (all || (o == 1 && j == inner / 2)) x[o * C * inner + j] = v;                 \
+    for (int train = 0; train < 2; train++) {                                                 \
+        if (train)                                                                            \
+            CHECK(fsm_bn_train_##SUF(x, y, OUTER, C, inner, NULL, NULL, 1e-5, mean, m2, inv,  \
+                                     2) == 0, "alloc");                                       \
+        else                                                                                  \
+            CHECK(fsm_bn_stats_##SUF(x, OUTER, C, inner, mean, m2, 2) == 0, "alloc");         \
+        CHECK((isnan(want_mean) ? isnan(mean[0]) : mean[0] == want_mean)                      \
+              && (isnan(want_m2) ? isnan(m2[0]) : m2[0] == want_m2)                           \
+              && isfinite(mean[1]) && isfinite(m2[1]),                                        \
+              #SUF " special inner %td train %d: mean %g m2 %g", inner, train, mean[0], m2[0]); \
+    }                                                                                         \
+    free(x);                                                                                  \
+    free(y);                                                                                  \
+}
+
+RUN_SPECIAL(float, f32)
+RUN_SPECIAL(double, f64)
+
+static void specials(void)
+{
+    const ptrdiff_t inners[] = {1, 40};
+    for (int k = 0; k < 2; k++) {
+        ptrdiff_t in = inners[k];
+        special_f32(in, INFINITY, 0, INFINITY, NAN);
+        special_f32(in, -INFINITY, 0, -INFINITY, NAN);
+        special_f32(in, NAN, 0, NAN, NAN);
+        special_f32(in, FLT_MAX, 1, FLT_MAX, 0);
+        special_f64(in, INFINITY, 0, INFINITY, NAN);
+        special_f64(in, -INFINITY, 1, -INFINITY, NAN);
+        special_f64(in, NAN, 0, NAN, NAN);
+        special_f64(in, DBL_MAX / 2, 1, DBL_MAX / 2, 0); /* sums overflow */
+        special_f64(in, -DBL_MAX, 1, -DBL_MAX, 0);
+    }
+}
 
 int main(void)
 {
@@ -99,8 +192,11 @@ int main(void)
                 if (o * C * in > 3000000 || o * in < 2) continue;
                 run_f32(o, C, in);
                 run_f64(o, C, in);
+                train_f32(o, C, in);
+                train_f64(o, C, in);
                 cases++;
             }
+    specials();
     printf("batchnorm_check: %d shapes, %d failures\n", cases, failures);
     return failures != 0;
 }
