@@ -32,11 +32,11 @@ def check_X(X, dtype, name="X"):
         try:
             X = X.astype(np.float64)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}: {e}") from None
+            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}: {e}") from None
     if X.ndim != 2:
         raise ValueError(f"Expected 2D array, got {X.ndim}D array instead: {name} must be "
-                         f"(n_samples, n_features); reshape a single feature with "
-                         f"reshape(-1, 1) or a single sample with reshape(1, -1)")
+                         f"(n_samples, n_features). Reshape your data with reshape(-1, 1) for "
+                         f"a single feature or reshape(1, -1) for a single sample")
     if X.shape[0] < 1:
         raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum "
                          f"of 1 is required: {name} is empty")

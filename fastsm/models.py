@@ -292,9 +292,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Class probabilities, (n_samples, n_classes), columns in classes_ order."""
-        logits = self.network_.predict_logits(self._check_features(X))
+        X = self._check_features(X)
+        logits = self.network_.predict_logits(X)
         return self.network_.ops.softmax(logits, out=logits)
 
     def predict(self, X):
         """The most probable class of each row (labels from classes_)."""
-        return self.classes_[self._codes_of(self._check_features(X))]
+        X = self._check_features(X)
+        return self.classes_[self._codes_of(X)]
