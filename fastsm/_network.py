@@ -95,6 +95,12 @@ class BatchNorm:
         self.grad_weight = np.zeros(n, dtype)
         self.grad_bias = np.zeros(n, dtype)
 
+    def __setstate__(self, state):
+        # Unpickled with memory mapping (joblib's mmap_mode), the arrays are
+        # read-only memmaps; the kernels want plain writable running statistics.
+        self.__dict__.update((k, np.array(v) if isinstance(v, np.ndarray) else v)
+                             for k, v in state.items())
+
     def params(self):
         return [self.weight, self.bias]
 
