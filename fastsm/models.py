@@ -15,6 +15,7 @@ from ._model_inputs import (check_classes, check_params, check_X, check_y, encod
                             rng_from)
 from ._network import Network, Workspace
 from ._optimizers import make_optimizer
+from ._training import run_epoch
 
 __all__ = ["SoftmaxRegression"]
 
@@ -191,7 +192,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         network, ws = self.network_, Workspace()
         best, stalled, best_state = math.inf, 0, None
         for _ in range(epochs):
-            loss = self._epoch(X, codes, p, ws)
+            loss = run_epoch(network, self._optimizer, X, codes, p.batch_size, p.l2, self._rng,
+                             ws)
             self.loss_curve_.append(loss)
             self.n_iter_ += 1
             if epochs == 1:
@@ -226,26 +228,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         order = self._rng.permutation(n)
         val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
         return X[train], codes[train], X[val], codes[val]
-
-    def _epoch(self, X, codes, p, ws):
-        """One shuffled pass of mini-batches; the mean training loss."""
-        n, d = X.shape
-        size = min(p.batch_size, n)
-        order = self._rng.permutation(n)
-        network, grads = self.network_, self.network_.grads()
-        total, seen = 0.0, 0
-        for start in range(0, n, size):
-            rows = order[start:start + size]
-            m = rows.size
-            if m == 1 and p.batch_norm:
-                continue  # one row cannot be batch-normalised
-            x = np.take(X, rows, axis=0, out=ws("x", (m, d), X.dtype))
-            y = np.take(codes, rows, out=ws("y", (m,), codes.dtype))
-            loss = network.loss_and_grad(x, y, p.l2, ws)
-            self._optimizer.step(grads)
-            total += loss * m
-            seen += m
-        return total / seen
 
     def _fit_lbfgs(self, X, codes, p):
         coef, intercept, n_iter, losses = fit_linear(X, codes, len(self.classes_), p.l2,
