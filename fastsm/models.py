@@ -135,31 +135,35 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if p.solver == "lbfgs":
             return self._fit_lbfgs(X, codes, p)
         self._start(p)
-        self._train(X, codes, p, p.max_epochs, p.early_stopping)
+        self._train(X, codes, p)
         return self
 
     def partial_fit(self, X, y, classes=None):
         """One epoch over the block (X, y), continuing from the previous
-        calls; `classes` (every label of the stream) is required on the first
-        call.  Only for solver="minibatch"; early stopping does not apply."""
+        calls (or from `fit`); `classes` (every label of the stream) is
+        required on the first call.  Only for solver="minibatch"; early
+        stopping does not apply."""
         p = self._checked_params()
-        if p.solver != "lbfgs" and not hasattr(self, "_optimizer"):
+        if p.solver == "lbfgs":
+            raise ValueError("partial_fit needs solver='minibatch'; lbfgs is full-batch")
+        first = getattr(self, "_optimizer", None) is None
+        if first:
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit "
                                  "(every label the stream will contain)")
             X = check_X(X, p.dtype)
-            self.classes_ = check_classes(classes)
-            self.n_features_in_ = X.shape[1]
-            self._start(p)
-        elif p.solver == "lbfgs":
-            raise ValueError("partial_fit needs solver='minibatch'; lbfgs is full-batch")
+            all_classes = check_classes(classes)
         else:
             X = self._check_features(X)
-            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            all_classes = self.classes_
+            if classes is not None and not np.array_equal(np.unique(classes), all_classes):
                 raise ValueError(f"classes {np.unique(classes).tolist()} differ from those of "
-                                 f"the first partial_fit call {self.classes_.tolist()}")
-        y = check_y(y, X.shape[0])
-        self._train(X, encode(y, self.classes_), p, 1, early_stopping=False)
+                                 f"the first partial_fit call {all_classes.tolist()}")
+        codes = encode(check_y(y, X.shape[0]), all_classes)
+        if first:  # every check passed: now the state may change
+            self.classes_, self.n_features_in_ = all_classes, X.shape[1]
+            self._start(p)
+        self._epoch(X, codes, p, Workspace())
         return self
 
     def _checked_params(self):
@@ -184,20 +188,23 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.coefs_ = [linear.weight for linear in network.linears]
         self.intercepts_ = [linear.bias for linear in network.linears]
 
-    def _train(self, X, codes, p, epochs, early_stopping):
+    def _epoch(self, X, codes, p, ws):
+        loss = run_epoch(self.network_, self._optimizer, X, codes, p.batch_size, p.l2,
+                         self._rng, ws)
+        self.loss_curve_.append(loss)
+        self.n_iter_ += 1
+        return loss
+
+    def _train(self, X, codes, p):
+        """Epochs until the stopping rule (or max_epochs)."""
         X_val = None
-        if early_stopping:
+        if p.early_stopping:
             X, codes, X_val, codes_val = self._split(X, codes, p.validation_fraction)
             self.validation_scores_ = []
         network, ws = self.network_, Workspace()
         best, stalled, best_state = math.inf, 0, None
-        for _ in range(epochs):
-            loss = run_epoch(network, self._optimizer, X, codes, p.batch_size, p.l2, self._rng,
-                             ws)
-            self.loss_curve_.append(loss)
-            self.n_iter_ += 1
-            if epochs == 1:
-                return
+        for _ in range(p.max_epochs):
+            loss = self._epoch(X, codes, p, ws)
             if X_val is not None:
                 score = -float(np.mean(self._codes_of(X_val) == codes_val))
                 self.validation_scores_.append(-score)
@@ -237,6 +244,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         network.linears[0].weight[...] = coef
         network.linears[0].bias[...] = intercept
         self._set_network(network)
+        self._optimizer = None
         self.loss_curve_, self.n_iter_, self.validation_scores_ = losses, n_iter, None
         return self
 

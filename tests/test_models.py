@@ -276,10 +276,23 @@ def test_partial_fit_equals_fit_for_one_epoch(rng):
     np.testing.assert_array_equal(a.coefs_[0], b.coefs_[0])
 
 
+def test_partial_fit_continues_a_fit(rng):
+    X, y = blobs(rng)
+    model = SoftmaxRegression(random_state=0, max_epochs=3).fit(X, y)
+    before = model.coefs_[0].copy()
+    model.partial_fit(X, y)
+    assert model.n_iter_ == len(model.loss_curve_) == 4
+    assert not np.array_equal(before, model.coefs_[0])
+
+
 def test_partial_fit_errors(rng):
     X, y = blobs(rng)
     with pytest.raises(ValueError, match="classes"):
         SoftmaxRegression().partial_fit(X, y)
+    untouched = SoftmaxRegression()
+    with pytest.raises(ValueError, match="inconsistent"):
+        untouched.partial_fit(X, y[:-1], classes=[0, 1, 2])
+    assert not hasattr(untouched, "classes_") and not hasattr(untouched, "network_")
     model = SoftmaxRegression().partial_fit(X, y, classes=[0, 1, 2])
     with pytest.raises(ValueError, match="classes"):
         model.partial_fit(X, y, classes=[0, 1, 2, 3])
