@@ -2,10 +2,10 @@
 Linear(256, no bias) -> BatchNorm -> ReLU -> Linear(10) with softmax
 cross-entropy, Adam, batch size 256, float32, on 200,000 x 256 synthetic data:
 
-- fastsm: fastsm.models' network on the kernels,
-- numpy reference: the very same network and Adam with the fastsm.reference
-  functions in place of the kernels (the matrix products are the same BLAS
-  calls),
+- fastsm: fastsm.models' network on the kernels, fused Adam kernel,
+- numpy reference: the very same network with the fastsm.reference
+  functions in place of the kernels and Adam as NumPy calls (the matrix
+  products are the same BLAS calls),
 - torch: the same architecture, optimizer and batch size in PyTorch (CPU).
 
 Every side gets the same number of threads (BLAS, fastsm, PyTorch).  Epochs
@@ -38,10 +38,11 @@ def synthetic(rows, seed=0):
 
 
 def numpy_trainer(ops, X, y, seed=0):
-    """An epoch function for the network on `ops` (the kernels or the reference)."""
+    """An epoch function for the network on `ops`: the kernels (and the fused
+    Adam kernel) or the reference functions (and Adam in NumPy calls)."""
     rng = np.random.default_rng(seed)
     network = Network([FEATURES, HIDDEN, CLASSES], True, np.float32, rng, ops)
-    optimizer = Adam(network.params(), LEARNING_RATE)
+    optimizer = Adam(network.params(), LEARNING_RATE, fused=ops is FAST_OPS)
     ws = Workspace()
     return lambda: run_epoch(network, optimizer, X, y, BATCH, 0.0, rng, ws)
 

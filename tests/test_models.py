@@ -125,22 +125,52 @@ def test_sgd_steps_by_hand():
     np.testing.assert_allclose(q, [1.0, -2.0] - 0.1 * g1 - 0.1 * (0.9 * g1 + g2))
 
 
-def test_first_adam_step_moves_by_the_learning_rate():
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_first_adam_step_moves_by_the_learning_rate(fused, dtype):
     # m_hat = g and v_hat = g^2 after one step: the update is lr * g / (|g| + eps)
-    p = np.array([1.0, 1.0, 1.0])
-    Adam([p], 0.01).step([np.array([3.0, -1e-3, 0.0])])
+    p = np.array([1.0, 1.0, 1.0], dtype)
+    Adam([p], 0.01, fused=fused).step([np.array([3.0, -1e-3, 0.0], dtype)])
     np.testing.assert_allclose(p, [0.99, 1.01, 1.0], rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_adam_kernel_equals_the_numpy_update(rng, dtype):
+    shapes = [(300, 70), (7,), (40_000, 5)]  # the last one long enough for threads
+    params = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(2)]
+    params[1] = [p.copy() for p in params[0]]
+    fused, numpy_ = Adam(params[0], 0.01), Adam(params[1], 0.01, fused=False)
+    for _ in range(4):
+        grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        fused.step(grads)
+        numpy_.step(grads)
+    rtol = 1e-5 if dtype == np.float32 else 1e-13
+    for a, b in zip(*params):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+
+
+def test_fused_adam_rejects_arrays_it_cannot_read():
+    p = np.zeros((4, 3))
+    with pytest.raises(TypeError, match="C-contiguous"):
+        Adam([np.zeros((3, 4)).T], 0.1)
+    opt = Adam([p], 0.1)
+    for bad in (np.zeros((4, 3), np.float32), np.zeros((3, 4)), np.zeros((3, 8))[:, ::2].T,
+                [[0.0] * 3] * 4):
+        with pytest.raises(TypeError, match="gradient"):
+            opt.step([bad])
+    assert not p.any()
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "adam-numpy"])
 def test_optimizers_match_torch(rng, name):
     torch = pytest.importorskip("torch")
     p0 = rng.standard_normal((3, 4))
     grads = [rng.standard_normal((3, 4)) for _ in range(6)]
     p = p0.copy()
     tp = torch.tensor(p0, requires_grad=True)
-    if name == "adam":
-        ours, theirs = Adam([p], 0.05), torch.optim.Adam([tp], lr=0.05)
+    if name.startswith("adam"):
+        ours = Adam([p], 0.05, fused=name == "adam")
+        theirs = torch.optim.Adam([tp], lr=0.05)
     else:
         momentum = 0.9 if name == "momentum" else 0.0
         ours, theirs = SGD([p], 0.05, momentum), torch.optim.SGD([tp], lr=0.05, momentum=momentum)
