@@ -91,8 +91,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     X, y = synthetic(args.rows)
-    fastsm.set_num_threads(args.threads)
-    with threadpool_limits(args.threads, user_api="blas"):
+    with threadpool_limits(args.threads, user_api="blas"), fastsm.threads(args.threads):
         sides = trainers(X, y, args.threads)
         times = {name: [] for name in sides}
         losses = {name: [] for name in sides}
@@ -109,6 +108,7 @@ def main(argv=None):
         median = float(np.median(t))
         print(f"{name:16s} {median:8.3f} {args.rows / median:10.0f} {median / fast:14.2f} "
               f"{losses[name][-1]:10.4f}")
+    return times, losses
 
 
 if __name__ == "__main__":
