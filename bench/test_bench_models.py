@@ -37,7 +37,8 @@ def run(benchmark, name, epoch):
     assert np.isfinite(loss)
 
 
-@pytest.mark.parametrize("name,ops", [("fastsm", FAST_OPS), ("numpy-reference", REFERENCE_OPS)])
+@pytest.mark.parametrize("name,ops", [("fastsm", FAST_OPS), ("numpy-reference", REFERENCE_OPS)],
+                         ids=["fastsm", "numpy-reference"])
 def test_epoch_numpy(benchmark, data, name, ops):
     run(benchmark, name, numpy_trainer(ops, *data))
 
