@@ -18,6 +18,7 @@ FAMILIES = {
     "fastsm._xent_kernels": ["src_c/xent.c"],
     "fastsm._batchnorm_kernels": ["src_c/batchnorm.c"],
     "fastsm._binary_kernels": ["src_c/sigmoid.c"],
+    "fastsm._optimizer_kernels": ["src_c/adam.c"],
 }
 
 if sys.platform == "win32":
