@@ -26,6 +26,7 @@
 #define FSM_SHORT_ROW 64        /* rows shorter than this are done as blocks */
 #define FSM_SLAB 128            /* columns per task when inner > 1 */
 #define FSM_ROW_GROUP 256       /* short rows per task */
+#define FSM_LANE_BLOCKS 4       /* blocks of VW short rows moved into lanes at a time */
 #define FSM_ROW_SCRATCH 32768   /* longest row streamed through a scratch row (kept in L2) */
 #define FSM_FLUSH 16            /* vectors summed in REAL lanes before adding them to ACC lanes */
 
@@ -231,15 +232,17 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
         const FSM_K(fsm_slices) *c = ctx;                                                         \
         const ptrdiff_t n = c->n;                                                                 \
         const ptrdiff_t end = t1 * c->block < c->outer ? t1 * c->block : c->outer;               \
-        REAL ta[FSM_SHORT_ROW * VW], tb[FSM_SHORT_ROW * VW], rows[FSM_SHORT_ROW * VW];           \
-        for (ptrdiff_t r = t0 * c->block; r < end; r += VW) {                                     \
-            const ptrdiff_t count = end - r < VW ? end - r : VW;                                  \
+        REAL ta[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW], tb[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW];   \
+        REAL rows[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW];                                          \
+        for (ptrdiff_t r = t0 * c->block; r < end; r += FSM_LANE_BLOCKS * VW) {                   \
+            const ptrdiff_t count = end - r < FSM_LANE_BLOCKS * VW ? end - r : FSM_LANE_BLOCKS * VW; \
             FSM_K(to_lanes)(c->a + r * n, count, n, ta);                                          \
             if (c->b) FSM_K(to_lanes)(c->b + r * n, count, n, tb);                                \
-            FSM_K(OP##_block)(ta, tb, ta, n, VW, VW);                                             \
-            if (c->stream && count == VW) {                                                       \
-                FSM_CAT(fsm_lanes_to_rows_, SUF)(ta, n, rows);                                    \
-                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r * n, rows, VW * n);                     \
+            for (ptrdiff_t k = 0; k < count; k += VW)                                             \
+                FSM_K(OP##_block)(ta + k * n, tb + k * n, ta + k * n, n, VW, VW);                 \
+            if (c->stream && count % VW == 0) {                                                   \
+                FSM_CAT(fsm_lanes_to_rows_, SUF)(ta, n, count / VW, rows);                        \
+                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r * n, rows, count * n);                  \
             } else {                                                                              \
                 FSM_K(from_lanes)(ta, count, n, c->out + r * n);                                  \
             }                                                                                     \
@@ -283,25 +286,27 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
         }                                                                                         \
     }
 
-/* Short rows r..r+count-1 (count <= VW) into lane form (transpose.h), unused
- * lanes 0; and the first count lanes back. */
+/* count short rows (count <= FSM_LANE_BLOCKS * VW) into lane form, block
+ * after block (transpose.h), the unused lanes of a last partial block 0; and
+ * back. */
 FSM_ALWAYS_INLINE void FSM_K(to_lanes)(const REAL *rows, ptrdiff_t count, ptrdiff_t n, REAL *lanes)
 {
-    if (count == VW) {
-        FSM_CAT(fsm_rows_to_lanes_, SUF)(rows, n, lanes);
-        return;
-    }
+    const ptrdiff_t full = count / VW * VW;
+    if (full) FSM_CAT(fsm_rows_to_lanes_, SUF)(rows, n, full / VW, lanes);
+    if (full == count) return;
+    rows += full * n;
+    lanes += full * n;
     for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t k = 0; k < VW; k++) lanes[i * VW + k] = k < count ? rows[k * n + i] : 0;
+        for (ptrdiff_t k = 0; k < VW; k++) lanes[i * VW + k] = k < count - full ? rows[k * n + i] : 0;
 }
 
 FSM_ALWAYS_INLINE void FSM_K(from_lanes)(const REAL *lanes, ptrdiff_t count, ptrdiff_t n, REAL *rows)
 {
-    if (count == VW) {
-        FSM_CAT(fsm_lanes_to_rows_, SUF)(lanes, n, rows);
-        return;
-    }
-    for (ptrdiff_t k = 0; k < count; k++)
+    const ptrdiff_t full = count / VW * VW;
+    if (full) FSM_CAT(fsm_lanes_to_rows_, SUF)(lanes, n, full / VW, rows);
+    rows += full * n;
+    lanes += full * n;
+    for (ptrdiff_t k = 0; k < count - full; k++)
         for (ptrdiff_t i = 0; i < n; i++) rows[k * n + i] = lanes[i * VW + k];
 }
 

@@ -93,15 +93,23 @@ static int fsm_has_avx(void)
 
 /* Whole tiles where the CPU has them, the columns left one element at a time. */
 #define FSM_BLOCK_MOVES(REAL, L, SUF)                                                       \
-    void fsm_rows_to_lanes_##SUF(const REAL *rows, ptrdiff_t n, REAL *lanes)               \
+    void fsm_rows_to_lanes_##SUF(const REAL *rows, ptrdiff_t n, ptrdiff_t blocks,           \
+                                 REAL *lanes)                                                \
     {                                                                                        \
-        const ptrdiff_t c = FSM_HAS_TILES() ? tiles_##SUF(rows, n, 1, lanes, L, L, n) : 0;   \
-        move_scalar_##SUF(rows + c, n, 1, lanes + c * L, 1, L, n - c);                       \
+        const int tiles = FSM_HAS_TILES();                                                   \
+        for (ptrdiff_t b = 0; b < blocks; b++, rows += L * n, lanes += L * n) {              \
+            const ptrdiff_t c = tiles ? tiles_##SUF(rows, n, 1, lanes, L, L, n) : 0;         \
+            move_scalar_##SUF(rows + c, n, 1, lanes + c * L, 1, L, n - c);                   \
+        }                                                                                    \
     }                                                                                        \
-    void fsm_lanes_to_rows_##SUF(const REAL *lanes, ptrdiff_t n, REAL *rows)               \
+    void fsm_lanes_to_rows_##SUF(const REAL *lanes, ptrdiff_t n, ptrdiff_t blocks,          \
+                                 REAL *rows)                                                 \
     {                                                                                        \
-        const ptrdiff_t c = FSM_HAS_TILES() ? tiles_##SUF(lanes, L, L, rows, n, 1, n) : 0;   \
-        move_scalar_##SUF(lanes + c * L, 1, L, rows + c, n, 1, n - c);                       \
+        const int tiles = FSM_HAS_TILES();                                                   \
+        for (ptrdiff_t b = 0; b < blocks; b++, rows += L * n, lanes += L * n) {              \
+            const ptrdiff_t c = tiles ? tiles_##SUF(lanes, L, L, rows, n, 1, n) : 0;         \
+            move_scalar_##SUF(lanes + c * L, 1, L, rows + c, n, 1, n - c);                   \
+        }                                                                                    \
     }
 
 FSM_BLOCK_MOVES(float, FSM_LANES_F32, f32)

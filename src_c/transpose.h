@@ -1,7 +1,8 @@
-/* Moves between a block of short rows and the lanes of vectors: a block is
+/* Moves between blocks of short rows and the lanes of vectors: a block is
  * L rows of n elements each (L = 8 floats or 4 doubles, one 32-byte vector),
  * C-contiguous; its lane form holds element i of row k at lanes[i*L + k], so
- * that lanes + i*L is the vector of element i of every row.  On x86-64 with
+ * that lanes + i*L is the vector of element i of every row.  The functions
+ * move `blocks` consecutive blocks, to or from consecutive lane forms.  On x86-64 with
  * AVX (checked at run time) the work is done in LxL register tiles, and the
  * columns left over (all of them elsewhere) one element at a time. */
 #ifndef FASTSM_TRANSPOSE_H
@@ -12,9 +13,9 @@
 #define FSM_LANES_F32 8
 #define FSM_LANES_F64 4
 
-void fsm_rows_to_lanes_f32(const float *rows, ptrdiff_t n, float *lanes);
-void fsm_lanes_to_rows_f32(const float *lanes, ptrdiff_t n, float *rows);
-void fsm_rows_to_lanes_f64(const double *rows, ptrdiff_t n, double *lanes);
-void fsm_lanes_to_rows_f64(const double *lanes, ptrdiff_t n, double *rows);
+void fsm_rows_to_lanes_f32(const float *rows, ptrdiff_t n, ptrdiff_t blocks, float *lanes);
+void fsm_lanes_to_rows_f32(const float *lanes, ptrdiff_t n, ptrdiff_t blocks, float *rows);
+void fsm_rows_to_lanes_f64(const double *rows, ptrdiff_t n, ptrdiff_t blocks, double *lanes);
+void fsm_lanes_to_rows_f64(const double *lanes, ptrdiff_t n, ptrdiff_t blocks, double *rows);
 
 #endif
