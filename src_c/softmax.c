@@ -1,5 +1,6 @@
 /* Softmax-family kernels: one template, instantiated for float and double.
- * float slices accumulate their sums in double.  Softmax results below the
+ * float slices sum their exps in float lanes, 16 terms at most to a lane,
+ * and add those partial sums in double.  Softmax results below the
  * smallest normal number are flushed to 0 (see fsm_expf_nonpos). */
 #include "softmax.h"
 #include "parallel.h"

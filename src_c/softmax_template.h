@@ -12,9 +12,10 @@
  *    slice k at i*si + k.  Columns (inner > 1) are blocks in place; short
  *    rows are moved VW at a time into the lanes of a small buffer, done there
  *    and moved back (transpose.h), so a row of 10 never runs a loop of 10.
- * Sums of float terms run in float lanes over FSM_FLUSH terms at a time,
- * then add into double lanes.  Every slice reduces in a fixed order, whatever
- * the thread split. */
+ * Sums of exps run in REAL lanes over FSM_FLUSH vectors (rows) or terms
+ * (blocks) at a time, which then add into ACC (double) lanes; the other sums
+ * run in ACC.  Every slice reduces in a fixed order, whatever the thread
+ * split. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
