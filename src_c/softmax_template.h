@@ -419,11 +419,11 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_hardmax_row)(const REAL *x, const REAL *unused,
     (void)unused, (void)scratch;
     const ptrdiff_t best = FSM_SLICE(fsm_row_argmax)(x, n);
     const int nt = stream && !((uintptr_t)out & 15);
-    FSM_FOR_VECTORS(n, {
-        VREAL v = {0};
-        if (best >= i && best < i + w) v[best - i] = 1;
-        FSM_VSTORE(out + i, v, w, nt);
-    });
+    const VREAL zero = {0};
+    /* The vector that will hold the 1 is written through the cache, so that
+     * the 1 is ordered after its zeros. */
+    FSM_FOR_VECTORS(n, FSM_K(vstore_at)(out + i, &zero, w, nt && (best < i || best >= i + w)));
+    out[best] = 1;
 }
 
 /* Per lane: the first largest entry, or the first NaN (as numpy.argmax). */
