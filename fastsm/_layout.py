@@ -2,8 +2,9 @@
 the axis, the canonical (outer, n, inner) view, `out=` checks.
 
 Everything here runs before a kernel is called, so a call that raises has
-written nothing.  The common case (a C-contiguous float32/float64 array, an
-int axis, no `out`) goes through a handful of attribute checks only.
+written nothing.  (The common case of the softmax family, a C-contiguous
+float32/float64 array along its last axis, does not come here: the kernel
+module's fast path takes it.)
 """
 import math
 import operator
@@ -130,18 +131,6 @@ def run_slices(kernel, arrays, names, axis, out, allow_axes=False):
     `allow_axes`, `axis` may also be a tuple of ints or None: those axes are
     moved to the end and treated as one.  Returns the result (`out` if given).
     """
-    x = arrays[0]
-    if out is None and len(arrays) == 1 and type(x) is np.ndarray and type(axis) is int:
-        # The common call, in a few attribute checks: a contiguous float32 or
-        # float64 array along its last axis.
-        dtype = x.dtype
-        if (dtype is F32 or dtype is F64) and x.flags.c_contiguous and x.ndim and x.size \
-                and (axis == -1 or axis == x.ndim - 1):
-            n = x.shape[-1]
-            result = np.empty_like(x)
-            kernel(x, result, x.size // n, n, 1, get_num_threads())
-            return result
-
     converted = [as_array(a, name) for a, name in zip(arrays, names)]
     shape = converted[0][0].shape
     for (arr, _, _), name in zip(converted[1:], names[1:]):

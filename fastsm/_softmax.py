@@ -1,4 +1,9 @@
-"""The softmax family: softmax, log_softmax, hardmax and their backward passes."""
+"""The softmax family: softmax, log_softmax, hardmax and their backward passes.
+
+Each function first offers the call to the kernels' fast path (a contiguous
+float32 or float64 array along its last axis, no `out`), which declines
+anything else; the general path is fastsm/_layout.py's `run_slices`.
+"""
 from . import _softmax_kernels as _k
 from ._layout import run_slices
 
@@ -44,7 +49,9 @@ def softmax(x, axis=-1, *, out=None):
     array([[0.5   , 0.5   ],
            [0.2689, 0.7311]])
     """
-    return run_slices(_k.softmax, (x,), ("x",), axis, out, allow_axes=True)
+    result = _k.fast_softmax(x, axis, out)
+    return result if result is not None else \
+        run_slices(_k.softmax, (x,), ("x",), axis, out, allow_axes=True)
 
 
 def log_softmax(x, axis=-1, *, out=None):
@@ -65,7 +72,9 @@ def log_softmax(x, axis=-1, *, out=None):
     >>> fastsm.log_softmax([0.0, 0.0]).round(4)
     array([-0.6931, -0.6931])
     """
-    return run_slices(_k.log_softmax, (x,), ("x",), axis, out, allow_axes=True)
+    result = _k.fast_log_softmax(x, axis, out)
+    return result if result is not None else \
+        run_slices(_k.log_softmax, (x,), ("x",), axis, out, allow_axes=True)
 
 
 def hardmax(x, axis=-1, *, out=None):
@@ -90,7 +99,8 @@ def hardmax(x, axis=-1, *, out=None):
     array([[1., 0., 0.],
            [0., 1., 0.]])
     """
-    return run_slices(_k.hardmax, (x,), ("x",), axis, out)
+    result = _k.fast_hardmax(x, axis, out)
+    return result if result is not None else run_slices(_k.hardmax, (x,), ("x",), axis, out)
 
 
 def softmax_backward(grad, y, axis=-1, *, out=None):
@@ -117,7 +127,9 @@ def softmax_backward(grad, y, axis=-1, *, out=None):
     >>> fastsm.softmax_backward([1.0, 1.0], [0.25, 0.75])
     array([0., 0.])
     """
-    return run_slices(_k.softmax_backward, (grad, y), ("grad", "y"), axis, out)
+    result = _k.fast_softmax_backward(grad, y, axis, out)
+    return result if result is not None else \
+        run_slices(_k.softmax_backward, (grad, y), ("grad", "y"), axis, out)
 
 
 def log_softmax_backward(grad, logp, axis=-1, *, out=None):
@@ -144,7 +156,9 @@ def log_softmax_backward(grad, logp, axis=-1, *, out=None):
     >>> fastsm.log_softmax_backward([1.0, 0.0], np.log([0.5, 0.5]))
     array([ 0.5, -0.5])
     """
-    return run_slices(_k.log_softmax_backward, (grad, logp), ("grad", "logp"), axis, out)
+    result = _k.fast_log_softmax_backward(grad, logp, axis, out)
+    return result if result is not None else \
+        run_slices(_k.log_softmax_backward, (grad, logp), ("grad", "logp"), axis, out)
 
 
 for _f in (softmax, log_softmax, hardmax, softmax_backward, log_softmax_backward):

@@ -4,11 +4,20 @@ Callers (fastsm/_softmax.py through fastsm/_layout.py) pass C-contiguous
 arrays of one dtype, float32 or float64, laid out as (outer, n, inner).
 Arrays are typed as ndarray rather than memoryviews: acquiring a memoryview
 costs about half a microsecond per argument, a quarter of a small call.
+
+The fast_* functions take the common call whole (contiguous float32 or
+float64 arrays along the last axis, no `out`) in a few C-level checks, and
+return None for anything else, which fastsm/_layout.py handles.
 """
 cimport numpy as cnp
 from libc.stddef cimport ptrdiff_t
 
+from ._threads import get_num_threads
+
 cnp.import_array()
+
+cdef extern from "parallel.h":
+    ptrdiff_t FSM_PARALLEL_GRAIN
 
 cdef extern from "softmax.h" nogil:
     void fsm_softmax_f32(const float *x, float *out, ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner, int max_threads)
@@ -76,3 +85,76 @@ def log_softmax_backward(cnp.ndarray grad, cnp.ndarray logp, cnp.ndarray out,
                          ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner, int threads):
     run_binary(fsm_log_softmax_backward_f32, fsm_log_softmax_backward_f64, grad, logp, out,
                outer, n, inner, threads)
+
+
+cdef inline bint plain(object a, object axis):
+    """A C-contiguous float32/float64 ndarray of at least one element and one
+    dimension, and an int axis naming its last one."""
+    if type(a) is not cnp.ndarray or type(axis) is not int:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int nd = cnp.PyArray_NDIM(arr)
+    cdef int typ = cnp.PyArray_TYPE(arr)
+    return (nd > 0 and (typ == cnp.NPY_FLOAT32 or typ == cnp.NPY_FLOAT64)
+            and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_SIZE(arr) > 0
+            and (axis == -1 or axis == nd - 1))
+
+
+cdef inline int threads_for(cnp.ndarray x):
+    # Below the grain the kernels run on the calling thread whatever they are
+    # allowed (and the result never depends on it), so the setting is not read.
+    return 1 if cnp.PyArray_SIZE(x) < FSM_PARALLEL_GRAIN else get_num_threads()
+
+
+cdef inline cnp.ndarray empty_like(cnp.ndarray x):
+    return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), cnp.PyArray_TYPE(x), 0)
+
+
+cdef object fast_unary(unary_f32 f32, unary_f64 f64, x, axis, out):
+    """The kernel's result on x along `axis`, or None when the call is not
+    the common one."""
+    if out is not None or not plain(x, axis):
+        return None
+    cdef cnp.ndarray a = <cnp.ndarray>x
+    cdef cnp.ndarray result = empty_like(a)
+    cdef ptrdiff_t n = cnp.PyArray_DIM(a, cnp.PyArray_NDIM(a) - 1)
+    run_unary(f32, f64, a, result, cnp.PyArray_SIZE(a) // n, n, 1, threads_for(a))
+    return result
+
+
+cdef object fast_binary(binary_f32 f32, binary_f64 f64, x, y, axis, out):
+    """The same for two arrays of one shape and dtype."""
+    if out is not None or not plain(x, axis) or not plain(y, axis):
+        return None
+    cdef cnp.ndarray a = <cnp.ndarray>x, b = <cnp.ndarray>y
+    cdef int nd = cnp.PyArray_NDIM(a), d
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(b) or cnp.PyArray_NDIM(b) != nd:
+        return None
+    for d in range(nd):
+        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
+            return None
+    cdef cnp.ndarray result = empty_like(a)
+    cdef ptrdiff_t n = cnp.PyArray_DIM(a, nd - 1)
+    run_binary(f32, f64, a, b, result, cnp.PyArray_SIZE(a) // n, n, 1, threads_for(a))
+    return result
+
+
+def fast_softmax(x, axis, out):
+    return fast_unary(fsm_softmax_f32, fsm_softmax_f64, x, axis, out)
+
+
+def fast_log_softmax(x, axis, out):
+    return fast_unary(fsm_log_softmax_f32, fsm_log_softmax_f64, x, axis, out)
+
+
+def fast_hardmax(x, axis, out):
+    return fast_unary(fsm_hardmax_f32, fsm_hardmax_f64, x, axis, out)
+
+
+def fast_softmax_backward(grad, y, axis, out):
+    return fast_binary(fsm_softmax_backward_f32, fsm_softmax_backward_f64, grad, y, axis, out)
+
+
+def fast_log_softmax_backward(grad, logp, axis, out):
+    return fast_binary(fsm_log_softmax_backward_f32, fsm_log_softmax_backward_f64, grad, logp,
+                       axis, out)

@@ -1,36 +1,130 @@
 /* Softmax-family kernels for one dtype; softmax.c includes this once per
- * dtype after defining REAL, ACC, SUF and EXP (see slice_template.h).
+ * dtype after defining REAL, ACC, SUF, EXP and EXP_NONPOS (see
+ * slice_template.h), VREAL and VMASK (the 32-byte vector of REAL and of its
+ * comparisons' results, vec.h) and VEXP_NONPOS (EXP_NONPOS on a VREAL,
+ * vexp.h).
  *
- * Each operation is written for two shapes of work:
+ * Each operation is written for two shapes of work, in explicit vectors:
  *  - OP_row: one contiguous slice of n elements (rows, n >= FSM_SHORT_ROW),
- *    done in a few passes that keep the row in cache;
- *  - OP_slab: w slices side by side, element i of slice j at i*si + j, so
- *    every loop runs across the slices as vectors.  Columns (inner > 1) are
- *    slabs in place; short rows are copied transposed into a scratch slab,
- *    done there and copied back, so a row of 10 never runs a loop of 10.
- * Results larger than the caches go out through streaming stores.  Every
- * slice reduces in a fixed order, whatever the thread split. */
+ *    done in a few passes that keep the row in cache, the last one writing
+ *    the result (with streaming stores for results larger than the caches);
+ *  - OP_block: VW slices side by side, one per vector lane, element i of
+ *    slice k at i*si + k.  Columns (inner > 1) are blocks in place; short
+ *    rows are moved VW at a time into the lanes of a small buffer, done there
+ *    and moved back (transpose.h), so a row of 10 never runs a loop of 10.
+ * Sums of exps run in REAL lanes over FSM_FLUSH vectors (rows) or terms
+ * (blocks) at a time, which then add into ACC (double) lanes; the other sums
+ * run in ACC.  Every slice reduces in a fixed order, whatever the thread
+ * split. */
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "slice_template.h"
 #include "stream.h"
 #include "transpose.h"
 
-#define FSM_SHORT_ROW 64        /* rows shorter than this are done as slabs */
-#define FSM_SLAB 128            /* columns per slab when inner > 1 */
-#define FSM_SCRATCH 2048        /* elements of a scratch slab of short rows (on the stack) */
+#define FSM_SHORT_ROW 64        /* rows shorter than this are done as blocks */
+#define FSM_SLAB 128            /* columns per task when inner > 1 */
+#define FSM_ROW_GROUP 256       /* short rows per task */
+#define FSM_LANE_BLOCKS 4       /* blocks of VW short rows moved into lanes at a time */
 #define FSM_ROW_SCRATCH 32768   /* longest row streamed through a scratch row (kept in L2) */
+#define FSM_FLUSH 16            /* vectors summed in REAL lanes before adding them to ACC lanes */
 
 #define FSM_K(name) FSM_CAT(name##_, SUF)
+#define VW ((ptrdiff_t)(sizeof(VREAL) / sizeof(REAL)))
 
 typedef struct {
     const REAL *a, *b; /* inputs: x, or (grad, y / logp) */
     REAL *out;
     ptrdiff_t outer, n, inner;
-    ptrdiff_t block;   /* rows per scratch slab, or columns per slab */
+    ptrdiff_t block;   /* rows per task, or columns per task */
     ptrdiff_t blocks_per_outer;
     int stream;        /* write the result with streaming stores */
 } FSM_K(fsm_slices);
+
+/* ---- vector helpers ------------------------------------------------------ */
+
+FSM_ALWAYS_INLINE VREAL FSM_K(vsplat)(REAL a)
+{
+    VREAL v;
+    for (int k = 0; k < VW; k++) v[k] = a;
+    return v;
+}
+
+/* The first w <= VW elements at p, the other lanes set to fill; only the w
+ * elements are read (w is a constant VW in the hot loops). */
+FSM_ALWAYS_INLINE VREAL FSM_K(vload)(const REAL *p, ptrdiff_t w, REAL fill)
+{
+    VREAL v;
+    if (w == VW) {
+        memcpy(&v, p, sizeof v);
+    } else {
+        v = FSM_K(vsplat)(fill);
+        for (ptrdiff_t k = 0; k < w; k++) v[k] = p[k];
+    }
+    return v;
+}
+
+/* Writes the first w lanes of *v to p; with stream (p 16-byte aligned, w ==
+ * VW), past the caches. */
+FSM_ALWAYS_INLINE void FSM_K(vstore_at)(REAL *p, const VREAL *v, ptrdiff_t w, int stream)
+{
+    if (w == VW && stream)
+        fsm_stream_v32(p, v);
+    else
+        memcpy(p, v, (size_t)w * sizeof(REAL));
+}
+
+/* The same for the value of an expression. */
+#define FSM_VSTORE(p, value, w, stream)                                                   \
+    do {                                                                                  \
+        const VREAL v_ = (value);                                                         \
+        FSM_K(vstore_at)(p, &v_, w, stream);                                              \
+    } while (0)
+
+/* VEXP_NONPOS of an expression. */
+#define FSM_VEXP_NONPOS(value, result)                                                    \
+    do {                                                                                  \
+        const VREAL v_ = (value);                                                         \
+        (result) = VEXP_NONPOS(&v_);                                                      \
+    } while (0)
+
+/* Runs BODY with i stepping over [0, n) by vectors and w the lanes in use:
+ * VW (a constant, for the compiler) up to the last, partial, vector. */
+#define FSM_FOR_VECTORS(n, BODY)                                                          \
+    do {                                                                                  \
+        ptrdiff_t i = 0;                                                                  \
+        for (; i + VW <= (n); i += VW) {                                                  \
+            const ptrdiff_t w = VW;                                                       \
+            BODY;                                                                         \
+        }                                                                                 \
+        if (i < (n)) {                                                                    \
+            const ptrdiff_t w = (n) - i;                                                  \
+            BODY;                                                                         \
+        }                                                                                 \
+    } while (0)
+
+#define FSM_VMAX(a, b) FSM_VSELECT((b) > (a), b, a) /* NaN in b ignored */
+
+FSM_ALWAYS_INLINE REAL FSM_K(vhmax)(const VREAL *v)
+{
+    REAL m = (*v)[0];
+    for (int k = 1; k < VW; k++) m = (*v)[k] > m ? (*v)[k] : m;
+    return m;
+}
+
+FSM_ALWAYS_INLINE void FSM_K(flush)(ACC *acc, const VREAL *s)
+{
+    for (int k = 0; k < VW; k++) acc[k] += (ACC)(*s)[k];
+}
+
+FSM_ALWAYS_INLINE ACC FSM_K(hsum)(ACC *acc)
+{
+    for (int width = VW / 2; width > 0; width /= 2)
+        for (int k = 0; k < width; k++) acc[k] += acc[k + width];
+    return acc[0];
+}
 
 /* Asks for the next row while this one is computed, so that the max pass
  * does not stall on memory. */
@@ -39,45 +133,119 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_prefetch)(const REAL *p, ptrdiff_t n)
     for (ptrdiff_t i = 0; i < n; i += 64 / (ptrdiff_t)sizeof(REAL)) __builtin_prefetch(p + i);
 }
 
+/* ---- row passes ----------------------------------------------------------- */
+
+/* Largest entry, ignoring NaN; -inf for a row of NaN and -inf only. */
+FSM_ALWAYS_INLINE REAL FSM_K(row_max)(const REAL *x, ptrdiff_t n)
+{
+    VREAL m0 = FSM_K(vsplat)((REAL)-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+    ptrdiff_t i = 0;
+    for (; i + 4 * VW <= n; i += 4 * VW) {
+        m0 = FSM_VMAX(m0, FSM_K(vload)(x + i, VW, 0));
+        m1 = FSM_VMAX(m1, FSM_K(vload)(x + i + VW, VW, 0));
+        m2 = FSM_VMAX(m2, FSM_K(vload)(x + i + 2 * VW, VW, 0));
+        m3 = FSM_VMAX(m3, FSM_K(vload)(x + i + 3 * VW, VW, 0));
+    }
+    for (; i + VW <= n; i += VW) m0 = FSM_VMAX(m0, FSM_K(vload)(x + i, VW, 0));
+    if (i < n) m1 = FSM_VMAX(m1, FSM_K(vload)(x + i, n - i, (REAL)-INFINITY));
+    m0 = FSM_VMAX(FSM_VMAX(m0, m1), FSM_VMAX(m2, m3));
+    return FSM_K(vhmax)(&m0);
+}
+
+/* sum(exp(x - m)) over a row, and e[i] = exp(x[i] - m) unless e is NULL (e
+ * may be x).  Partial sums: one vector of REAL lanes per FSM_FLUSH vectors
+ * (one add per exp is not on the critical path). */
+FSM_ALWAYS_INLINE ACC FSM_K(row_exp_sum)(const REAL *x, REAL *e, ptrdiff_t n, REAL m)
+{
+    ACC acc[VW] = {0};
+    ptrdiff_t i = 0;
+    while (i < n) {
+        const ptrdiff_t end = n - i > FSM_FLUSH * VW ? i + FSM_FLUSH * VW : n;
+        VREAL s = {0};
+        for (; i + VW <= end; i += VW) {
+            VREAL ei;
+            FSM_VEXP_NONPOS(FSM_K(vload)(x + i, VW, 0) - m, ei);
+            if (e) FSM_K(vstore_at)(e + i, &ei, VW, 0);
+            s += ei;
+        }
+        if (i < end) { /* the end of the row */
+            const ptrdiff_t w = end - i;
+            VREAL ei;
+            FSM_VEXP_NONPOS(FSM_K(vload)(x + i, w, (REAL)-INFINITY) - m, ei);
+            if (e) FSM_K(vstore_at)(e + i, &ei, w, 0);
+            s += ei;
+            i = end;
+        }
+        FSM_K(flush)(acc, &s);
+    }
+    return FSM_K(hsum)(acc);
+}
+
+/* sum(x * f) in FSM_LANES double lanes (fsm_slice_sum's order, f = 1: the
+ * same result). */
+FSM_ALWAYS_INLINE ACC FSM_K(row_sum_scaled)(const REAL *x, ptrdiff_t n, ACC f)
+{
+    ACC lane[FSM_LANES] = {0};
+    ptrdiff_t i = 0;
+    for (; i + FSM_LANES <= n; i += FSM_LANES)
+        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)x[i + k] * f;
+    for (int k = 0; i < n; i++, k++) lane[k] += (ACC)x[i] * f;
+    return FSM_SLICE(fsm_combine_lanes)(lane);
+}
+
+/* Partial sums in lanes can overflow where the sum does not (terms near the
+ * largest double, of both signs): such a sum is done again with the terms
+ * scaled by 2^-64, which is exact, and scaled back. */
+#define FSM_SUM_DOWN 5.421010862427522e-20 /* 2^-64 */
+#define FSM_SUM_UP 18446744073709551616.0  /* 2^64 */
+
+FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
+{
+    const ACC s = FSM_K(row_sum_scaled)(x, n, 1);
+    return isfinite(s) ? s : FSM_K(row_sum_scaled)(x, n, FSM_SUM_DOWN) * FSM_SUM_UP;
+}
+
+/* ---- drivers -------------------------------------------------------------- */
+
 /* Defines the range functions that the threads run for operation OP, from
- * OP_row(a, b, out, n) and OP_slab(a, b, out, n, w, si), and OP_run, which
- * splits the work among threads. */
+ * OP_row(a, b, out, scratch, n, stream) and OP_block(a, b, out, n, si, w),
+ * and OP_run, which splits the work among threads. */
 #define FSM_DEFINE_RUN(OP)                                                                        \
     FSM_HOT static void FSM_K(OP##_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)                   \
     {                                                                                             \
         const FSM_K(fsm_slices) *c = ctx;                                                         \
         const ptrdiff_t n = c->n;                                                                 \
         const REAL *b = c->b;                                                                     \
-        REAL *scratch = c->stream && n <= FSM_ROW_SCRATCH ? malloc(n * sizeof *scratch) : NULL;   \
-        if (scratch) {                                                                            \
-            for (ptrdiff_t r = r0; r < r1; r++) {                                                 \
-                if (r + 1 < r1) FSM_K(fsm_prefetch)(c->a + (r + 1) * n, n);                       \
-                FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, scratch, n);                  \
-                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r * n, scratch, n);                       \
-            }                                                                                     \
+        REAL *scratch = c->stream ? malloc(n * sizeof *scratch) : NULL;                           \
+        const int stream = scratch != NULL;                                                       \
+        for (ptrdiff_t r = r0; r < r1; r++) {                                                     \
+            if (stream && r + 1 < r1) FSM_K(fsm_prefetch)(c->a + (r + 1) * n, n);                 \
+            FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, c->out + r * n, scratch, n,       \
+                            stream);                                                              \
+        }                                                                                         \
+        if (stream) {                                                                             \
             fsm_stream_fence();                                                                   \
             free(scratch);                                                                        \
-            return;                                                                               \
         }                                                                                         \
-        for (ptrdiff_t r = r0; r < r1; r++)                                                       \
-            FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, c->out + r * n, n);               \
     }                                                                                             \
     FSM_HOT static void FSM_K(OP##_short_rows)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)             \
     {                                                                                             \
         const FSM_K(fsm_slices) *c = ctx;                                                         \
         const ptrdiff_t n = c->n;                                                                 \
-        REAL ta[FSM_SCRATCH], tb[FSM_SCRATCH];                                                    \
-        for (ptrdiff_t t = t0; t < t1; t++) {                                                     \
-            const ptrdiff_t r0 = t * c->block;                                                    \
-            const ptrdiff_t rows = c->outer - r0 < c->block ? c->outer - r0 : c->block;           \
-            FSM_CAT(fsm_transpose_, SUF)(c->a + r0 * n, ta, rows, n);                             \
-            if (c->b) FSM_CAT(fsm_transpose_, SUF)(c->b + r0 * n, tb, rows, n);                   \
-            FSM_K(OP##_slab)(ta, tb, ta, n, rows, rows);                                          \
-            if (c->stream) {                                                                      \
-                FSM_CAT(fsm_transpose_, SUF)(ta, tb, n, rows);                                    \
-                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r0 * n, tb, rows * n);                    \
+        const ptrdiff_t end = t1 * c->block < c->outer ? t1 * c->block : c->outer;               \
+        REAL ta[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW], tb[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW];   \
+        REAL rows[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW];                                          \
+        for (ptrdiff_t r = t0 * c->block; r < end; r += FSM_LANE_BLOCKS * VW) {                   \
+            const ptrdiff_t count = end - r < FSM_LANE_BLOCKS * VW ? end - r : FSM_LANE_BLOCKS * VW; \
+            FSM_K(to_lanes)(c->a + r * n, count, n, ta);                                          \
+            if (c->b) FSM_K(to_lanes)(c->b + r * n, count, n, tb);                                \
+            for (ptrdiff_t k = 0; k < count; k += VW)                                             \
+                FSM_K(OP##_block)(ta + k * n, tb + k * n, ta + k * n, n, VW, VW);                 \
+            if (c->stream && count % VW == 0) {                                                   \
+                FSM_CAT(fsm_lanes_to_rows_, SUF)(ta, n, count / VW, rows);                        \
+                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r * n, rows, count * n);                  \
             } else {                                                                              \
-                FSM_CAT(fsm_transpose_, SUF)(ta, c->out + r0 * n, n, rows);                       \
+                FSM_K(from_lanes)(ta, count, n, c->out + r * n);                                  \
             }                                                                                     \
         }                                                                                         \
         if (c->stream) fsm_stream_fence();                                                        \
@@ -88,20 +256,27 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_prefetch)(const REAL *p, ptrdiff_t n)
         for (ptrdiff_t t = t0; t < t1; t++) {                                                     \
             const ptrdiff_t o = t / c->blocks_per_outer;                                          \
             const ptrdiff_t j0 = (t % c->blocks_per_outer) * c->block;                            \
-            const ptrdiff_t w = c->inner - j0 < c->block ? c->inner - j0 : c->block;              \
-            const ptrdiff_t offset = o * c->n * c->inner + j0;                                    \
-            FSM_K(OP##_slab)(c->a + offset, c->b ? c->b + offset : NULL, c->out + offset,         \
-                             c->n, w, c->inner);                                                  \
+            const ptrdiff_t j1 = c->inner - j0 < c->block ? c->inner : j0 + c->block;             \
+            for (ptrdiff_t j = j0; j < j1; j += VW) {                                             \
+                const ptrdiff_t offset = o * c->n * c->inner + j;                                 \
+                const REAL *a = c->a + offset, *b = c->b ? c->b + offset : NULL;                  \
+                if (j1 - j >= VW)                                                                 \
+                    FSM_K(OP##_block)(a, b, c->out + offset, c->n, c->inner, VW);                 \
+                else                                                                              \
+                    FSM_K(OP##_block)(a, b, c->out + offset, c->n, c->inner, j1 - j);             \
+            }                                                                                     \
         }                                                                                         \
     }                                                                                             \
     static void FSM_K(OP##_run)(FSM_K(fsm_slices) * c, int max_threads)                           \
     {                                                                                             \
         const ptrdiff_t n = c->n;                                                                 \
-        c->stream = c->outer * n * c->inner * (ptrdiff_t)sizeof(REAL) >= FSM_STREAM_BYTES;        \
+        const int big = c->outer * n * c->inner * (ptrdiff_t)sizeof(REAL) >= FSM_STREAM_BYTES;    \
         if (c->inner == 1 && n >= FSM_SHORT_ROW) {                                                \
+            c->stream = big && n <= FSM_ROW_SCRATCH;                                              \
             fsm_parallel_for(c->outer, n, max_threads, FSM_K(OP##_rows), c);                      \
         } else if (c->inner == 1) {                                                               \
-            c->block = FSM_SCRATCH / n / 16 * 16;                                                 \
+            c->stream = big;                                                                      \
+            c->block = FSM_ROW_GROUP;                                                             \
             fsm_parallel_for((c->outer + c->block - 1) / c->block, n * c->block, max_threads,     \
                              FSM_K(OP##_short_rows), c);                                          \
         } else {                                                                                  \
@@ -112,37 +287,86 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_prefetch)(const REAL *p, ptrdiff_t n)
         }                                                                                         \
     }
 
-/* Element i of slice j in a slab. */
-#define FSM_AT(p, i, j) (p)[(i) * si + (j)]
+/* count short rows (count <= FSM_LANE_BLOCKS * VW) into lane form, block
+ * after block (transpose.h), the unused lanes of a last partial block 0; and
+ * back. */
+FSM_ALWAYS_INLINE void FSM_K(to_lanes)(const REAL *rows, ptrdiff_t count, ptrdiff_t n, REAL *lanes)
+{
+    const ptrdiff_t full = count / VW * VW;
+    if (full) FSM_CAT(fsm_rows_to_lanes_, SUF)(rows, n, full / VW, lanes);
+    if (full == count) return;
+    rows += full * n;
+    lanes += full * n;
+    for (ptrdiff_t i = 0; i < n; i++)
+        for (ptrdiff_t k = 0; k < VW; k++) lanes[i * VW + k] = k < count - full ? rows[k * n + i] : 0;
+}
+
+FSM_ALWAYS_INLINE void FSM_K(from_lanes)(const REAL *lanes, ptrdiff_t count, ptrdiff_t n, REAL *rows)
+{
+    const ptrdiff_t full = count / VW * VW;
+    if (full) FSM_CAT(fsm_lanes_to_rows_, SUF)(lanes, n, full / VW, rows);
+    rows += full * n;
+    lanes += full * n;
+    for (ptrdiff_t k = 0; k < count - full; k++)
+        for (ptrdiff_t i = 0; i < n; i++) rows[k * n + i] = lanes[i * VW + k];
+}
+
+/* In a block: the vector of element i, and its store. */
+#define FSM_LOAD(p, i) FSM_K(vload)((p) + (i) * si, w, 0)
+#define FSM_STORE(p, i, v) FSM_VSTORE((p) + (i) * si, v, w, 0)
+
+FSM_ALWAYS_INLINE VREAL FSM_K(block_max)(const REAL *x, ptrdiff_t n, ptrdiff_t si, ptrdiff_t w)
+{
+    VREAL m = FSM_K(vsplat)((REAL)-INFINITY);
+    for (ptrdiff_t i = 0; i < n; i++) m = FSM_VMAX(m, FSM_LOAD(x, i));
+    return m;
+}
+
+/* Per lane: sum(exp(x - m)) with m the lane's max (also returned in *max),
+ * and e = exp(x - m) unless e is NULL. */
+FSM_ALWAYS_INLINE void FSM_K(block_exp_sum)(const REAL *x, REAL *e, ptrdiff_t n, ptrdiff_t si,
+                                            ptrdiff_t w, VREAL *max, ACC *acc)
+{
+    const VREAL m = *max = FSM_K(block_max)(x, n, si, w);
+    for (int k = 0; k < VW; k++) acc[k] = 0;
+    for (ptrdiff_t i0 = 0; i0 < n; i0 += FSM_FLUSH) {
+        const ptrdiff_t i1 = n - i0 < FSM_FLUSH ? n : i0 + FSM_FLUSH;
+        VREAL s = {0};
+        for (ptrdiff_t i = i0; i < i1; i++) {
+            VREAL ei;
+            FSM_VEXP_NONPOS(FSM_LOAD(x, i) - m, ei);
+            if (e) FSM_STORE(e, i, ei);
+            s += ei;
+        }
+        FSM_K(flush)(acc, &s);
+    }
+}
 
 /* ---- softmax ---------------------------------------------------------- */
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_row)(const REAL *x, const REAL *unused, REAL *out,
-                                              ptrdiff_t n)
+                                              REAL *scratch, ptrdiff_t n, int stream)
 {
     (void)unused;
-    FSM_SLICE(fsm_exp_shifted)(x, out, n, FSM_SLICE(fsm_slice_max)(x, n));
-    FSM_SLICE(fsm_scale)(out, n, (REAL)(1 / FSM_SLICE(fsm_slice_sum)(out, n)));
+    const REAL m = FSM_K(row_max)(x, n);
+    /* Streaming: the exps wait in the scratch row, and the scale is fused
+     * into the store. */
+    REAL *e = stream ? scratch : out;
+    const VREAL f = FSM_K(vsplat)((REAL)(1 / FSM_K(row_exp_sum)(x, e, n, m)));
+    const int nt = stream && !((uintptr_t)out & 15);
+    FSM_FOR_VECTORS(n, FSM_VSTORE(out + i, FSM_K(vload)(e + i, w, 0) * f, w, nt));
 }
 
-FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_slab)(const REAL *x, const REAL *unused, REAL *out,
-                                               ptrdiff_t n, ptrdiff_t w, ptrdiff_t si)
+FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_block)(const REAL *x, const REAL *unused, REAL *out,
+                                                ptrdiff_t n, ptrdiff_t si, ptrdiff_t w)
 {
     (void)unused;
-    REAL m[FSM_SCRATCH];
-    ACC s[FSM_SCRATCH];
-    for (ptrdiff_t j = 0; j < w; j++) { m[j] = (REAL)-INFINITY; s[j] = 0; }
-    for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t j = 0; j < w; j++) m[j] = FSM_AT(x, i, j) > m[j] ? FSM_AT(x, i, j) : m[j];
-    for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t j = 0; j < w; j++) {
-            REAL e = EXP_NONPOS(FSM_AT(x, i, j) - m[j]);
-            FSM_AT(out, i, j) = e;
-            s[j] += e;
-        }
-    for (ptrdiff_t j = 0; j < w; j++) m[j] = (REAL)(1 / s[j]); /* m now holds 1/sum */
-    for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t j = 0; j < w; j++) FSM_AT(out, i, j) *= m[j];
+    ACC acc[VW];
+    VREAL m;
+    FSM_K(block_exp_sum)(x, out, n, si, w, &m, acc);
+    VREAL f;
+    for (int k = 0; k < VW; k++) f[k] = (REAL)(1 / acc[k]);
+    for (ptrdiff_t i = 0; i < n; i++) FSM_STORE(out, i, FSM_LOAD(out, i) * f);
 }
 
 FSM_DEFINE_RUN(fsm_softmax)
@@ -154,36 +378,28 @@ void FSM_K(fsm_softmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n, 
     FSM_K(fsm_softmax_run)(&c, max_threads);
 }
 
-/* ---- log_softmax: x - max - log(sum(exp(x - max))) -------------------- */
+/* ---- log_softmax: (x - max) - log(sum(exp(x - max))) ------------------- */
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_row)(const REAL *x, const REAL *unused, REAL *out,
-                                                  ptrdiff_t n)
+                                                  REAL *scratch, ptrdiff_t n, int stream)
 {
-    (void)unused;
-    const REAL m = FSM_SLICE(fsm_slice_max)(x, n);
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = x[i] - m;
-    const REAL log_sum = (REAL)log(FSM_SLICE(fsm_slice_sum_exp)(out, n));
-    for (ptrdiff_t i = 0; i < n; i++) out[i] -= log_sum;
+    (void)unused, (void)scratch;
+    const REAL m = FSM_K(row_max)(x, n);
+    const REAL log_sum = (REAL)log(FSM_K(row_exp_sum)(x, NULL, n, m));
+    const int nt = stream && !((uintptr_t)out & 15);
+    FSM_FOR_VECTORS(n, FSM_VSTORE(out + i, (FSM_K(vload)(x + i, w, 0) - m) - log_sum, w, nt));
 }
 
-FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_slab)(const REAL *x, const REAL *unused, REAL *out,
-                                                   ptrdiff_t n, ptrdiff_t w, ptrdiff_t si)
+FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_block)(const REAL *x, const REAL *unused, REAL *out,
+                                                    ptrdiff_t n, ptrdiff_t si, ptrdiff_t w)
 {
     (void)unused;
-    REAL m[FSM_SCRATCH];
-    ACC s[FSM_SCRATCH];
-    for (ptrdiff_t j = 0; j < w; j++) { m[j] = (REAL)-INFINITY; s[j] = 0; }
-    for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t j = 0; j < w; j++) m[j] = FSM_AT(x, i, j) > m[j] ? FSM_AT(x, i, j) : m[j];
-    for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t j = 0; j < w; j++) {
-            REAL shifted = FSM_AT(x, i, j) - m[j];
-            FSM_AT(out, i, j) = shifted;
-            s[j] += EXP_NONPOS(shifted);
-        }
-    for (ptrdiff_t j = 0; j < w; j++) m[j] = (REAL)log(s[j]); /* m now holds log(sum) */
-    for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t j = 0; j < w; j++) FSM_AT(out, i, j) -= m[j];
+    ACC acc[VW];
+    VREAL m;
+    FSM_K(block_exp_sum)(x, NULL, n, si, w, &m, acc);
+    VREAL log_sum;
+    for (int k = 0; k < VW; k++) log_sum[k] = (REAL)log(acc[k]);
+    for (ptrdiff_t i = 0; i < n; i++) FSM_STORE(out, i, (FSM_LOAD(x, i) - m) - log_sum);
 }
 
 FSM_DEFINE_RUN(fsm_log_softmax)
@@ -198,22 +414,34 @@ void FSM_K(fsm_log_softmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t
 /* ---- hardmax: one-hot of the argmax ------------------------------------ */
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_hardmax_row)(const REAL *x, const REAL *unused, REAL *out,
-                                              ptrdiff_t n)
+                                              REAL *scratch, ptrdiff_t n, int stream)
 {
-    (void)unused;
+    (void)unused, (void)scratch;
     const ptrdiff_t best = FSM_SLICE(fsm_row_argmax)(x, n);
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = 0;
+    const int nt = stream && !((uintptr_t)out & 15);
+    const VREAL zero = {0};
+    /* The vector that will hold the 1 is written through the cache, so that
+     * the 1 is ordered after its zeros. */
+    FSM_FOR_VECTORS(n, FSM_K(vstore_at)(out + i, &zero, w, nt && (best < i || best >= i + w)));
     out[best] = 1;
 }
 
-FSM_ALWAYS_INLINE void FSM_K(fsm_hardmax_slab)(const REAL *x, const REAL *unused, REAL *out,
-                                               ptrdiff_t n, ptrdiff_t w, ptrdiff_t si)
+/* Per lane: the first largest entry, or the first NaN (as numpy.argmax). */
+FSM_ALWAYS_INLINE void FSM_K(fsm_hardmax_block)(const REAL *x, const REAL *unused, REAL *out,
+                                                ptrdiff_t n, ptrdiff_t si, ptrdiff_t w)
 {
     (void)unused;
-    ptrdiff_t best[FSM_SCRATCH];
-    for (ptrdiff_t j = 0; j < w; j++) best[j] = FSM_SLICE(fsm_slice_argmax)(x + j, n, si);
+    VREAL best = FSM_LOAD(x, 0);
+    VMASK at = {0}; /* index of the best entry so far */
+    for (ptrdiff_t i = 1; i < n; i++) {
+        const VREAL v = FSM_LOAD(x, i);
+        const VMASK take = (v > best) | ((v != v) & (best == best));
+        best = FSM_VSELECT(take, v, best);
+        at = FSM_VSELECT(take, at * 0 + (__typeof__(at[0]))i, at);
+    }
+    const VREAL one = FSM_K(vsplat)(1), zero = {0};
     for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t j = 0; j < w; j++) FSM_AT(out, i, j) = best[j] == i ? 1 : 0;
+        FSM_STORE(out, i, FSM_VSELECT(at == (__typeof__(at[0]))i, one, zero));
 }
 
 FSM_DEFINE_RUN(fsm_hardmax)
@@ -228,24 +456,27 @@ void FSM_K(fsm_hardmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n, 
 /* ---- softmax_backward: y * (grad - sum(grad * y)) ----------------------- */
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_backward_row)(const REAL *g, const REAL *y, REAL *out,
-                                                       ptrdiff_t n)
+                                                       REAL *scratch, ptrdiff_t n, int stream)
 {
+    (void)scratch;
     const REAL s = (REAL)FSM_SLICE(fsm_slice_dot)(g, y, n);
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = y[i] * (g[i] - s);
+    const int nt = stream && !((uintptr_t)out & 15);
+    FSM_FOR_VECTORS(n, FSM_VSTORE(out + i,
+                                     FSM_K(vload)(y + i, w, 0) * (FSM_K(vload)(g + i, w, 0) - s),
+                                     w, nt));
 }
 
-FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_backward_slab)(const REAL *g, const REAL *y, REAL *out,
-                                                        ptrdiff_t n, ptrdiff_t w, ptrdiff_t si)
+FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_backward_block)(const REAL *g, const REAL *y, REAL *out,
+                                                         ptrdiff_t n, ptrdiff_t si, ptrdiff_t w)
 {
-    ACC s[FSM_SCRATCH];
-    REAL sr[FSM_SCRATCH];
-    for (ptrdiff_t j = 0; j < w; j++) s[j] = 0;
-    for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t j = 0; j < w; j++) s[j] += (ACC)FSM_AT(g, i, j) * (ACC)FSM_AT(y, i, j);
-    for (ptrdiff_t j = 0; j < w; j++) sr[j] = (REAL)s[j];
-    for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t j = 0; j < w; j++)
-            FSM_AT(out, i, j) = FSM_AT(y, i, j) * (FSM_AT(g, i, j) - sr[j]);
+    ACC acc[VW] = {0};
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const VREAL gi = FSM_LOAD(g, i), yi = FSM_LOAD(y, i);
+        for (int k = 0; k < VW; k++) acc[k] += (ACC)gi[k] * (ACC)yi[k];
+    }
+    VREAL s;
+    for (int k = 0; k < VW; k++) s[k] = (REAL)acc[k];
+    for (ptrdiff_t i = 0; i < n; i++) FSM_STORE(out, i, FSM_LOAD(y, i) * (FSM_LOAD(g, i) - s));
 }
 
 FSM_DEFINE_RUN(fsm_softmax_backward)
@@ -260,25 +491,46 @@ void FSM_K(fsm_softmax_backward)(const REAL *grad, const REAL *y, REAL *out, ptr
 /* ---- log_softmax_backward: grad - exp(logp) * sum(grad) ----------------- */
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_backward_row)(const REAL *g, const REAL *logp,
-                                                           REAL *out, ptrdiff_t n)
+                                                           REAL *out, REAL *scratch, ptrdiff_t n,
+                                                           int stream)
 {
-    const REAL s = (REAL)FSM_SLICE(fsm_slice_sum)(g, n);
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = g[i] - EXP(logp[i]) * s;
+    const REAL s = (REAL)FSM_K(row_sum)(g, n);
+    REAL *dst = stream ? scratch : out;
+    for (ptrdiff_t i = 0; i < n; i++) dst[i] = g[i] - EXP(logp[i]) * s;
+    if (stream) FSM_CAT(fsm_stream_copy_, SUF)(out, dst, n);
 }
 
-FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_backward_slab)(const REAL *g, const REAL *logp,
-                                                            REAL *out, ptrdiff_t n, ptrdiff_t w,
-                                                            ptrdiff_t si)
+/* Per lane, sum(g * f) in order. */
+FSM_ALWAYS_INLINE void FSM_K(block_sum_scaled)(const REAL *g, ptrdiff_t n, ptrdiff_t si,
+                                               ptrdiff_t w, ACC f, ACC *acc)
 {
-    ACC s[FSM_SCRATCH];
-    REAL sr[FSM_SCRATCH];
-    for (ptrdiff_t j = 0; j < w; j++) s[j] = 0;
-    for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t j = 0; j < w; j++) s[j] += (ACC)FSM_AT(g, i, j);
-    for (ptrdiff_t j = 0; j < w; j++) sr[j] = (REAL)s[j];
-    for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t j = 0; j < w; j++)
-            FSM_AT(out, i, j) = FSM_AT(g, i, j) - EXP(FSM_AT(logp, i, j)) * sr[j];
+    for (int k = 0; k < VW; k++) acc[k] = 0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const VREAL gi = FSM_LOAD(g, i);
+        for (int k = 0; k < VW; k++) acc[k] += (ACC)gi[k] * f;
+    }
+}
+
+FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_backward_block)(const REAL *g, const REAL *logp,
+                                                             REAL *out, ptrdiff_t n, ptrdiff_t si,
+                                                             ptrdiff_t w)
+{
+    ACC acc[VW], scaled[VW];
+    FSM_K(block_sum_scaled)(g, n, si, w, 1, acc);
+    int overflow = 0;
+    for (int k = 0; k < VW; k++) overflow |= !isfinite(acc[k]);
+    if (overflow) { /* as in row_sum */
+        FSM_K(block_sum_scaled)(g, n, si, w, FSM_SUM_DOWN, scaled);
+        for (int k = 0; k < VW; k++) acc[k] = isfinite(acc[k]) ? acc[k] : scaled[k] * FSM_SUM_UP;
+    }
+    REAL s[VW];
+    for (int k = 0; k < VW; k++) s[k] = (REAL)acc[k];
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const VREAL gi = FSM_LOAD(g, i), li = FSM_LOAD(logp, i);
+        VREAL o;
+        for (int k = 0; k < VW; k++) o[k] = gi[k] - EXP(li[k]) * s[k];
+        FSM_STORE(out, i, o);
+    }
 }
 
 FSM_DEFINE_RUN(fsm_log_softmax_backward)
@@ -291,7 +543,15 @@ void FSM_K(fsm_log_softmax_backward)(const REAL *grad, const REAL *logp, REAL *o
     FSM_K(fsm_log_softmax_backward_run)(&c, max_threads);
 }
 
-#undef FSM_AT
+#undef FSM_LOAD
+#undef FSM_STORE
+#undef FSM_VMAX
+#undef FSM_FOR_VECTORS
+#undef FSM_VSTORE
+#undef FSM_VEXP_NONPOS
+#undef FSM_SUM_DOWN
+#undef FSM_SUM_UP
 #undef FSM_DEFINE_RUN
+#undef VW
 #undef FSM_K
 #undef FSM_SLICE

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "vec.h"
+
 #if defined(__x86_64__) || defined(_M_X64)
 #include <emmintrin.h>
 
@@ -28,6 +30,13 @@ static inline void fsm_stream_copy_f64(double *dst, const double *src, ptrdiff_t
     for (; i < n; i++) dst[i] = src[i];
 }
 
+/* Writes the 32 bytes at v to p, which is 16-byte aligned, past the caches. */
+FSM_ALWAYS_INLINE void fsm_stream_v32(void *p, const void *v)
+{
+    _mm_stream_ps((float *)p, _mm_loadu_ps((const float *)v));
+    _mm_stream_ps((float *)p + 4, _mm_loadu_ps((const float *)v + 4));
+}
+
 /* Orders the streamed stores before anything the thread does next. */
 static inline void fsm_stream_fence(void) { _mm_sfence(); }
 
@@ -42,6 +51,8 @@ static inline void fsm_stream_copy_f64(double *dst, const double *src, ptrdiff_t
 {
     memcpy(dst, src, (size_t)n * sizeof *dst);
 }
+
+FSM_ALWAYS_INLINE void fsm_stream_v32(void *p, const void *v) { memcpy(p, v, 32); }
 
 static inline void fsm_stream_fence(void) {}
 

@@ -1,14 +1,21 @@
-/* Transposes of small row-major blocks, rows x cols -> cols x rows, used to
- * turn a block of short rows into a slab whose loops run across the rows.
- * On x86-64 with AVX (checked at run time) the work is done in 8x8 (float)
- * and 4x4 (double) register tiles; elsewhere, and at the edges, one element
- * at a time. */
+/* Moves between blocks of short rows and the lanes of vectors: a block is
+ * L rows of n elements each (L = 8 floats or 4 doubles, one 32-byte vector),
+ * C-contiguous; its lane form holds element i of row k at lanes[i*L + k], so
+ * that lanes + i*L is the vector of element i of every row.  The functions
+ * move `blocks` consecutive blocks, to or from consecutive lane forms.  On x86-64 with
+ * AVX (checked at run time) the work is done in LxL register tiles, and the
+ * columns left over (all of them elsewhere) one element at a time. */
 #ifndef FASTSM_TRANSPOSE_H
 #define FASTSM_TRANSPOSE_H
 
 #include <stddef.h>
 
-void fsm_transpose_f32(const float *src, float *dst, ptrdiff_t rows, ptrdiff_t cols);
-void fsm_transpose_f64(const double *src, double *dst, ptrdiff_t rows, ptrdiff_t cols);
+#define FSM_LANES_F32 8
+#define FSM_LANES_F64 4
+
+void fsm_rows_to_lanes_f32(const float *rows, ptrdiff_t n, ptrdiff_t blocks, float *lanes);
+void fsm_lanes_to_rows_f32(const float *lanes, ptrdiff_t n, ptrdiff_t blocks, float *rows);
+void fsm_rows_to_lanes_f64(const double *rows, ptrdiff_t n, ptrdiff_t blocks, double *lanes);
+void fsm_lanes_to_rows_f64(const double *lanes, ptrdiff_t n, ptrdiff_t blocks, double *rows);
 
 #endif

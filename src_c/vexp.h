@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define FSM_ALWAYS_INLINE static inline __attribute__((always_inline))
+#include "vec.h"
 
 FSM_ALWAYS_INLINE uint32_t fsm_bits_f32(float x) { uint32_t u; memcpy(&u, &x, sizeof u); return u; }
 FSM_ALWAYS_INLINE float fsm_from_bits_f32(uint32_t u) { float x; memcpy(&x, &u, sizeof x); return x; }
@@ -21,48 +21,60 @@ FSM_ALWAYS_INLINE double fsm_from_bits_f64(uint64_t u) { double x; memcpy(&x, &u
 #define FSM_ROUND_MAGIC_F32 12582912.0f          /* 1.5 * 2^23: adding it rounds to an integer */
 #define FSM_ROUND_MAGIC_F64 6755399441055744.0   /* 1.5 * 2^52 */
 
+/* The range reduction and polynomial of exp as expressions, shared by the
+ * scalar functions and the vector ones below (GCC vector extensions take the
+ * same operators, with scalars broadcast).  x is clamped or NaN; t receives
+ * x*log2(e) + the rounding constant, whose low mantissa bits hold k. */
+#define FSM_EXPF_REDUCED(x, t, k, r, p)                                                  \
+    do {                                                                                \
+        (t) = (x) * 1.44269504088896341f + FSM_ROUND_MAGIC_F32;                          \
+        (k) = (t) - FSM_ROUND_MAGIC_F32;                                                 \
+        (r) = ((x) - (k) * 0.693359375f) - (k) * -2.12194440e-4f; /* ln2 in two parts */ \
+        /* Near-minimax degree-6 polynomial for exp on [-ln2/2, ln2/2]. */              \
+        (p) = 1.383684459142387e-3f * (r) + 8.374815806746483e-3f;                       \
+        (p) = (p) * (r) + 4.166822507977486e-2f;                                         \
+        (p) = (p) * (r) + 1.666641980409622e-1f;                                         \
+        (p) = (p) * (r) + 4.999999105930328e-1f;                                         \
+        (p) = (p) * (r) + 1.0f;                                                          \
+        (p) = (p) * (r) + 1.0f;                                                          \
+    } while (0)
+
+#define FSM_EXP_REDUCED(x, t, k, r, p)                                                   \
+    do {                                                                                \
+        (t) = (x) * 1.4426950408889634 + FSM_ROUND_MAGIC_F64;                            \
+        (k) = (t) - FSM_ROUND_MAGIC_F64;                                                 \
+        (r) = ((x) - (k) * 6.93147180369123816490e-01) - (k) * 1.90821492927058770002e-10; \
+        /* Taylor series to r^13: truncation below 1e-17 for |r| <= ln2/2. */           \
+        (p) = 1.0 / 6227020800.0 * (r) + 1.0 / 479001600.0;                              \
+        (p) = (p) * (r) + 1.0 / 39916800.0;                                              \
+        (p) = (p) * (r) + 1.0 / 3628800.0;                                               \
+        (p) = (p) * (r) + 1.0 / 362880.0;                                                \
+        (p) = (p) * (r) + 1.0 / 40320.0;                                                 \
+        (p) = (p) * (r) + 1.0 / 5040.0;                                                  \
+        (p) = (p) * (r) + 1.0 / 720.0;                                                   \
+        (p) = (p) * (r) + 1.0 / 120.0;                                                   \
+        (p) = (p) * (r) + 1.0 / 24.0;                                                    \
+        (p) = (p) * (r) + 1.0 / 6.0;                                                     \
+        (p) = (p) * (r) + 0.5;                                                           \
+        (p) = (p) * (r) + 1.0;                                                           \
+        (p) = (p) * (r) + 1.0;                                                           \
+    } while (0)
+
 /* exp(x) = 2^k * p for a clamped x (or NaN): returns p = exp(r) with
  * x = k*ln2 + r, |r| <= ln2/2, and sets *t to x*log2(e) + the rounding
  * constant, whose low mantissa bits hold k. */
 FSM_ALWAYS_INLINE float fsm_expf_reduced(float x, float *t)
 {
-    const float log2e = 1.44269504088896341f;
-    const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-    *t = x * log2e + FSM_ROUND_MAGIC_F32;
-    const float k = *t - FSM_ROUND_MAGIC_F32;
-    const float r = (x - k * ln2_hi) - k * ln2_lo;
-    /* Near-minimax degree-6 polynomial for exp on [-ln2/2, ln2/2]. */
-    float p = 1.383684459142387e-3f;
-    p = p * r + 8.374815806746483e-3f;
-    p = p * r + 4.166822507977486e-2f;
-    p = p * r + 1.666641980409622e-1f;
-    p = p * r + 4.999999105930328e-1f;
-    p = p * r + 1.0f;
-    return p * r + 1.0f;
+    float k, r, p;
+    FSM_EXPF_REDUCED(x, *t, k, r, p);
+    return p;
 }
 
 FSM_ALWAYS_INLINE double fsm_exp_reduced(double x, double *t)
 {
-    const double log2e = 1.4426950408889634;
-    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-    *t = x * log2e + FSM_ROUND_MAGIC_F64;
-    const double k = *t - FSM_ROUND_MAGIC_F64;
-    const double r = (x - k * ln2_hi) - k * ln2_lo;
-    /* Taylor series to r^13: truncation below 1e-17 for |r| <= ln2/2. */
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    return p * r + 1.0;
+    double k, r, p;
+    FSM_EXP_REDUCED(x, *t, k, r, p);
+    return p;
 }
 
 FSM_ALWAYS_INLINE float fsm_expf(float x)
@@ -125,6 +137,31 @@ FSM_ALWAYS_INLINE double fsm_exp_nonpos(double x)
                      + (((uint64_t)1023 << 52) - (fsm_bits_f64(FSM_ROUND_MAGIC_F64) << 52));
     double result = p * fsm_from_bits_f64(scale);
     return x < lo ? 0.0 : result;
+}
+
+/* fsm_expf_nonpos and fsm_exp_nonpos on the vector *xp, bit for bit.  Lanes below
+ * the cut-off are not clamped first: whatever the arithmetic makes of them,
+ * they are replaced by 0 at the end.  NaN lanes stay NaN. */
+FSM_ALWAYS_INLINE fsm_v8f fsm_vexpf_nonpos(const fsm_v8f *xp)
+{
+    const fsm_v8f x = *xp;
+    fsm_v8f t, k, r, p;
+    FSM_EXPF_REDUCED(x, t, k, r, p);
+    const fsm_v8u scale = ((fsm_v8u)t << 23)
+                          + ((127u << 23) - (fsm_bits_f32(FSM_ROUND_MAGIC_F32) << 23));
+    const fsm_v8f result = p * (fsm_v8f)scale;
+    return FSM_VSELECT(x < -87.3365402f, (fsm_v8f){0}, result);
+}
+
+FSM_ALWAYS_INLINE fsm_v4d fsm_vexp_nonpos(const fsm_v4d *xp)
+{
+    const fsm_v4d x = *xp;
+    fsm_v4d t, k, r, p;
+    FSM_EXP_REDUCED(x, t, k, r, p);
+    const fsm_v4u scale = ((fsm_v4u)t << 52)
+                          + (((uint64_t)1023 << 52) - (fsm_bits_f64(FSM_ROUND_MAGIC_F64) << 52));
+    const fsm_v4d result = p * (fsm_v4d)scale;
+    return FSM_VSELECT(x < -708.3964185322641, (fsm_v4d){0}, result);
 }
 
 #endif

@@ -41,12 +41,11 @@ def test_reference_gives_empty_results_for_empty_inputs(name, shape, axis):
     assert getattr(fastsm, name)(x, axis=axis).shape == shape
 
 
-@pytest.mark.xfail(strict=True, reason="known: the long-row kernel sums in vector lanes, "
-                   "whose partial sums overflow where the column kernel's running sum does not")
 def test_log_softmax_backward_overflowing_sum_does_not_depend_on_the_axis_layout():
     # Found by the fuzzer: grads near the float64 maximum with alternating signs
-    # sum to 0 in order, but to inf - inf = NaN in lanes.  NumPy's pairwise sum
-    # (the reference) gives NaN too; the domain the tests compare on avoids it.
+    # sum to 0 in order, but to inf - inf = NaN in the long-row kernel's lanes
+    # (NumPy's pairwise sum, the reference, gives NaN too).  The kernels now
+    # redo a sum that overflowed with its terms scaled down.
     n = 64
     g = 1e308 * (-1.0) ** np.arange(n)
     logp = np.full(n, -np.log(n))

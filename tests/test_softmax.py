@@ -268,3 +268,15 @@ def test_large_results_written_with_streaming_stores(rng, name, shape, axis):
         getattr(fastsm, name)(x, axis, out=x)
         np.testing.assert_array_equal(x, got)
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("n", [8, 64, 200])  # short rows, long rows; columns with axis 0
+@pytest.mark.parametrize("axis", [0, 1])
+def test_log_softmax_backward_sums_near_the_float64_maximum_without_overflow(n, axis):
+    # Partial sums of these grads overflow in every order the kernels add them
+    # (in lanes, or one after another), but the sum is exactly 0, so the
+    # gradient is exactly `grad`.
+    g = 1e308 * np.resize([1.0, 1.0, -1.0, -1.0], n)
+    logp = np.full(n, -np.log(n))
+    g2, logp2 = np.stack([g, g], axis=1 - axis), np.stack([logp, logp], axis=1 - axis)
+    np.testing.assert_array_equal(fastsm.log_softmax_backward(g2, logp2, axis=axis), g2)

@@ -103,10 +103,11 @@ RUN_CHECKS(double, f64, 1e-12)
 
 int main(void)
 {
-    /* Lengths around the vector widths, the lane count (16), the short-row
-     * limit (64), the slab width (128) and the scratch sizes. */
-    const ptrdiff_t lengths[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 127, 128, 129,
-                                 255, 257, 4097};
+    /* Lengths around the vector widths (4 doubles, 8 floats), the lane count
+     * (16), the short-row limit (64), the slab width and the float sums'
+     * flush block (128), and the scratch sizes. */
+    const ptrdiff_t lengths[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 127, 128,
+                                 129, 136, 255, 257, 4097};
     const ptrdiff_t counts[] = {1, 2, 3, 17, 129, 401};
     const int nl = sizeof lengths / sizeof *lengths, nc = sizeof counts / sizeof *counts;
     for (int a = 0; a < nl; a++)
@@ -119,9 +120,12 @@ int main(void)
                 run_f32(2, n, outer, threads); /* columns: inner > 1 */
                 run_f64(1, n, outer, threads);
             }
-    /* Streaming stores: results of 4 MB and more. */
+    /* Streaming stores: results of 4 MB and more, also with a partial block of
+     * short rows and with rows that start off the 16-byte alignment. */
     run_f32(20000, 60, 1, 2);
+    run_f32(20001, 57, 1, 2);
     run_f32(1100, 1000, 1, 2);
+    run_f32(1100, 1001, 1, 2);
     run_f64(600, 1000, 1, 2);
     if (failures) {
         fprintf(stderr, "softmax_check: %d mismatches\n", failures);

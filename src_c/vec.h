@@ -1,0 +1,33 @@
+/* 32-byte vectors of float and double (GCC and Clang vector extensions).
+ * Each ISA clone of a caller compiles them to its own instructions: two SSE
+ * operations per vector in the baseline, one AVX operation with AVX2. */
+#ifndef FASTSM_VEC_H
+#define FASTSM_VEC_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define FSM_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* Functions take vectors by pointer and are always inlined: GCC warns that
+ * a vector passed or returned by value is passed differently with and
+ * without AVX, although inlined code is never passed at all.  The warning
+ * on returned values can be silenced, the note on arguments cannot. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+/* float and double lanes, with the unsigned lanes of their bits and the
+ * signed lanes of their comparisons' results. */
+typedef float fsm_v8f __attribute__((vector_size(32)));
+typedef uint32_t fsm_v8u __attribute__((vector_size(32)));
+typedef int32_t fsm_v8i __attribute__((vector_size(32)));
+typedef double fsm_v4d __attribute__((vector_size(32)));
+typedef uint64_t fsm_v4u __attribute__((vector_size(32)));
+typedef int64_t fsm_v4i __attribute__((vector_size(32)));
+
+/* Lane by lane: a where mask (a vector comparison's result) is set, else b. */
+#define FSM_VSELECT(mask, a, b)                                                          \
+    ((__typeof__(a))(((mask) & (__typeof__(mask))(a)) | (~(mask) & (__typeof__(mask))(b))))
+
+#endif
