@@ -419,3 +419,21 @@ def test_minus_inf_logit_of_another_class_is_fine_without_smoothing():
         loss = impl.cross_entropy(x, t, reduction="none")
         assert np.isfinite(loss).all()
         np.testing.assert_allclose(loss, want.numpy(), rtol=1e-12)
+
+
+def test_an_overflowing_term_with_factor_zero_is_nan_as_in_torch():
+    # label_smoothing=1 multiplies the NLL term by 0; when that term overflows
+    # to inf (here 2 * 1e308), PyTorch gives 0 * inf = NaN, not the finite or
+    # infinite value of the other term.
+    torch = pytest.importorskip("torch")
+    x = np.array([[0.0, 1e308], [0.0, 1.0], [0.0, 0.0]])
+    t = np.array([0, 0, 1])
+    w = np.array([2.0, 1.0])
+    for smoothing in (1.0, 0.5):
+        want = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t),
+                                                 weight=torch.tensor(w), reduction="none",
+                                                 label_smoothing=smoothing).numpy()
+        for impl in (fastsm, ref):
+            loss = impl.cross_entropy(x, t, weight=w, reduction="none", label_smoothing=smoothing)
+            np.testing.assert_allclose(loss, want, rtol=1e-12)
+    assert np.isnan(fastsm.cross_entropy(x, t, weight=w, label_smoothing=1.0, reduction="none")[0])
