@@ -1,7 +1,9 @@
 """Cross-entropy from logits: the loss, its gradient, or both in one pass.
 
 Every argument is checked here, targets included (one read-only C scan of
-the index targets), before the kernel writes anything.
+the index targets), before the kernel writes anything.  The common call of a
+training loop (2-D contiguous logits, int64 labels, no weight) takes a
+shortcut in _xent_kernels.index_fast, which makes the same checks in C.
 """
 import math
 import operator
@@ -226,6 +228,10 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     >>> float(fastsm.cross_entropy([[0.0, 0.0], [0.0, 0.0]], [0, 1]))  # log 2
     0.6931471805599453
     """
+    fast = _k.index_fast(logits, target, axis, weight, ignore_index, reduction,
+                         label_smoothing, None, False, get_num_threads())
+    if fast is not None:
+        return fast[0]
     p = _plan(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
     return _run(p, False, None)[0]
 
@@ -252,6 +258,10 @@ def cross_entropy_grad(logits, target, *, axis=-1, weight=None, ignore_index=-10
     >>> fastsm.cross_entropy_grad([[0.0, 0.0]], [1])
     array([[ 0.5, -0.5]])
     """
+    fast = _k.index_fast(logits, target, axis, weight, ignore_index, reduction,
+                         label_smoothing, out, True, get_num_threads())
+    if fast is not None:
+        return fast[1]
     p = _plan(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
     return _run(p, True, out)[1]
 
@@ -280,6 +290,10 @@ def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_inde
     >>> round(float(loss), 4), grad is logits
     (0.1269, True)
     """
+    fast = _k.index_fast(logits, target, axis, weight, ignore_index, reduction,
+                         label_smoothing, out, True, get_num_threads())
+    if fast is not None:
+        return fast
     p = _plan(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
     return _run(p, True, out)
 

@@ -8,8 +8,11 @@ _softmax_kernels.pyx: acquiring a memoryview costs about half a microsecond
 per argument.
 """
 cimport numpy as cnp
+from libc.math cimport NAN
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport int64_t
+
+import numpy as np
 
 cnp.import_array()
 
@@ -102,3 +105,68 @@ def check_index(cnp.ndarray target, ptrdiff_t n, int64_t ignore_index, weight, b
             bad = fsm_xent_check_index_f64(tp, count, n, ignore_index, <const double *>wp,
                                            &weight_sum)
     return bad, weight_sum
+
+
+
+cdef object _FLOAT32 = np.float32
+cdef object _FLOAT64 = np.float64
+
+
+cdef inline bint _plain(cnp.ndarray a, int typenum):
+    """C-contiguous, aligned, native byte order, of type `typenum`."""
+    return (cnp.PyArray_TYPE(a) == typenum and cnp.PyArray_ISCARRAY_RO(a)
+            and cnp.PyArray_ISNOTSWAPPED(a))
+
+
+def index_fast(logits, target, axis, weight, ignore_index, reduction, label_smoothing, out,
+               bint want_grad, int threads):
+    """The common call in a few attribute tests: float32 or float64 (N, C)
+    logits, C-contiguous, classes last; int64 targets (N,), all valid; no
+    weight; "mean" or "sum"; no `out`, or out=logits.  Returns (loss,
+    gradient or None) as the general path would, or None for any other call
+    (the general path then handles it, errors included)."""
+    if (type(logits) is not np.ndarray or type(target) is not np.ndarray or weight is not None
+            or type(axis) is not int or type(ignore_index) is not int
+            or type(label_smoothing) is not float and type(label_smoothing) is not int):
+        return None
+    cdef cnp.ndarray x = <cnp.ndarray>logits, t = <cnp.ndarray>target
+    if cnp.PyArray_NDIM(x) != 2 or cnp.PyArray_NDIM(t) != 1 or not (axis == -1 or axis == 1):
+        return None
+    cdef bint f32 = cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT32
+    if not _plain(x, cnp.NPY_FLOAT32 if f32 else cnp.NPY_FLOAT64) or not _plain(t, cnp.NPY_INT64):
+        return None
+    cdef ptrdiff_t rows = cnp.PyArray_DIM(x, 0), n = cnp.PyArray_DIM(x, 1)
+    if rows == 0 or n == 0 or cnp.PyArray_DIM(t, 0) != rows:
+        return None
+    cdef bint mean = reduction == "mean"
+    if (not (mean or reduction == "sum") or not 0.0 <= label_smoothing <= 1.0
+            or not -2**63 <= ignore_index < 2**63):
+        return None
+    if out is not None and (out is not logits or not cnp.PyArray_ISWRITEABLE(x)):
+        return None
+    cdef const int64_t *tp = <const int64_t *>cnp.PyArray_DATA(t)
+    cdef int64_t ignore = ignore_index
+    cdef double smoothing = label_smoothing, weight_sum, total
+    cdef ptrdiff_t bad
+    with nogil:
+        # the weight sum does not depend on the dtype without weights
+        bad = fsm_xent_check_index_f32(tp, rows, n, ignore, NULL, &weight_sum)
+    if bad >= 0:
+        return None
+    grad = None
+    if want_grad:
+        grad = logits if out is not None else cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(x),
+                                                                cnp.PyArray_TYPE(x), 0)
+    cdef double scale = (1.0 / weight_sum if weight_sum else 0.0) if mean else 1.0
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *gp = data_or_null(grad)
+    with nogil:
+        if f32:
+            total = fsm_xent_index_f32(<const float *>xp, tp, NULL, ignore, smoothing, scale,
+                                       <float *>gp, NULL, rows, n, 1, threads)
+        else:
+            total = fsm_xent_index_f64(<const double *>xp, tp, NULL, ignore, smoothing, scale,
+                                       <double *>gp, NULL, rows, n, 1, threads)
+    if mean:
+        total = total / weight_sum if weight_sum else NAN
+    return (_FLOAT32 if f32 else _FLOAT64)(total), grad

@@ -112,6 +112,18 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_shifted_dot)(const REAL *x, const REAL *w, 
 
 /* ---- index targets ------------------------------------------------------ */
 
+/* A sample's loss from its log-sum-exp (of x - max), xy = x[y] - max, w_y
+ * and d = sum w (x - max): PyTorch's (1-eps) w_y (lse - x[y]) + eps/n
+ * sum w (lse - x), each term as it stands, so that a term that overflows
+ * gives NaN when its factor is 0 (label_smoothing 1), as in PyTorch; the
+ * smoothing term only when there is smoothing (it is -inf for a -inf logit). */
+FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_loss)(const FSM_X(fsm_xent_ctx) *c, ACC w_y, ACC lse,
+                                                 ACC xy, ACC d)
+{
+    const ACC nll = c->keep * (w_y * (lse - xy));
+    return c->smooth != 0 ? nll + c->smooth * (c->weight_total * lse - d) : nll;
+}
+
 /* Row r (inner == 1): returns its loss, writes its gradient row. */
 FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_row)(const FSM_X(fsm_xent_ctx) *c, ptrdiff_t r)
 {
@@ -130,7 +142,7 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_row)(const FSM_X(fsm_xent_ctx) *c, pt
         const ACC s = g ? FSM_X(fsm_xent_store_exp)(x, g, n, m) : FSM_X(fsm_xent_sum_exp)(x, n, m);
         const ACC nll_weight = c->keep * (ACC)FSM_W(y);
         const ACC a = nll_weight + c->smooth * c->weight_total; /* coefficient of lse */
-        loss = a * log(s) - nll_weight * xy - c->smooth * d;
+        loss = FSM_X(fsm_xent_index_loss)(c, (ACC)FSM_W(y), log(s), xy, d);
         if (g) {
             const REAL f = (REAL)(c->scale * a / s), cs = (REAL)(c->scale * c->smooth);
             if (c->smooth == 0)
@@ -195,7 +207,7 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, c
         if (y[j] >= 0) {
             const ACC nll_weight = c->keep * (ACC)FSM_W(y[j]);
             const ACC a = nll_weight + c->smooth * c->weight_total;
-            loss = a * lse[j] - nll_weight * xy[j] - c->smooth * d[j];
+            loss = FSM_X(fsm_xent_index_loss)(c, (ACC)FSM_W(y[j]), lse[j], xy[j], d[j]);
             f[j] = (REAL)(c->scale * a / s[j]);
             b[j] = (REAL)(c->scale * nll_weight);
             cs[j] = (REAL)(c->scale * c->smooth);

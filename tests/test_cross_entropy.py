@@ -419,3 +419,47 @@ def test_minus_inf_logit_of_another_class_is_fine_without_smoothing():
         loss = impl.cross_entropy(x, t, reduction="none")
         assert np.isfinite(loss).all()
         np.testing.assert_allclose(loss, want.numpy(), rtol=1e-12)
+
+
+def test_an_overflowing_term_with_factor_zero_is_nan_as_in_torch():
+    # label_smoothing=1 multiplies the NLL term by 0; when that term overflows
+    # to inf (here 2 * 1e308), PyTorch gives 0 * inf = NaN, not the finite or
+    # infinite value of the other term.
+    torch = pytest.importorskip("torch")
+    x = np.array([[0.0, 1e308], [0.0, 1.0], [0.0, 0.0]])
+    t = np.array([0, 0, 1])
+    w = np.array([2.0, 1.0])
+    for smoothing in (1.0, 0.5):
+        want = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t),
+                                                 weight=torch.tensor(w), reduction="none",
+                                                 label_smoothing=smoothing).numpy()
+        for impl in (fastsm, ref):
+            loss = impl.cross_entropy(x, t, weight=w, reduction="none", label_smoothing=smoothing)
+            np.testing.assert_allclose(loss, want, rtol=1e-12)
+    assert np.isnan(fastsm.cross_entropy(x, t, weight=w, label_smoothing=1.0, reduction="none")[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.3, 1])
+def test_the_common_call_gives_what_the_general_path_gives(rng, dtype, reduction, smoothing):
+    # 2-D contiguous logits with int64 labels and no weight take a shortcut;
+    # weights of 1 take the general path and must give the same bits.
+    for shape in [(64, 10), (3, 1), (200, 70), (5, 300)]:
+        x, t = make_case(rng, shape, -1, "index", dtype)
+        kw = dict(reduction=reduction, label_smoothing=smoothing)
+        ones = np.ones(shape[1], dtype)
+        loss, grad = fastsm.cross_entropy_with_grad(x, t, **kw)
+        want_loss, want_grad = fastsm.cross_entropy_with_grad(x, t, weight=ones, **kw)
+        assert loss.dtype == want_loss.dtype and loss == want_loss
+        np.testing.assert_array_equal(grad, want_grad)
+        assert fastsm.cross_entropy(x, t, axis=1, **kw) == want_loss
+        np.testing.assert_array_equal(fastsm.cross_entropy_grad(x, t, **kw), want_grad)
+        assert_close(loss, ref.cross_entropy(x, t, **kw), dtype)
+        work = x.copy()
+        loss2, grad2 = fastsm.cross_entropy_with_grad(work, t, out=work, **kw)
+        assert grad2 is work and loss2 == want_loss
+        np.testing.assert_array_equal(work, want_grad)
+    every_ignored = np.full(shape[0], -100)
+    assert np.isnan(fastsm.cross_entropy(x, every_ignored, reduction="mean"))
+    assert fastsm.cross_entropy(x, every_ignored, reduction="sum") == 0
