@@ -50,9 +50,13 @@ def per_feature(a, C, name, required=False):
     return np.ascontiguousarray(arr, F64)
 
 
-def check_running(r, C, name):
-    """A running statistic: a writable floating ndarray of shape (C,)."""
+def check_running(r, C, name, updated):
+    """A running statistic of shape (C,): when `updated` (training), a writable
+    floating ndarray; otherwise any array-like, read-only ones included."""
     if r is None:
+        return
+    if not updated:
+        per_feature(r, C, name)
         return
     if type(r) is not np.ndarray:
         raise TypeError(f"{name} must be a numpy.ndarray (it is updated in place), "
@@ -98,8 +102,8 @@ def forward_args(x, weight, bias, running_mean, running_var, training, momentum,
     C = view.C
     weight = per_feature(weight, C, "weight")
     bias = per_feature(bias, C, "bias")
-    check_running(running_mean, C, "running_mean")
-    check_running(running_var, C, "running_var")
+    check_running(running_mean, C, "running_mean", training)
+    check_running(running_var, C, "running_var", training)
     momentum = check_momentum(momentum)
     eps = check_eps(eps)
     if training:

@@ -528,12 +528,13 @@ def _feature_cases(key):
     return (
         Bad("weight", lambda kw: np.ones(feature_count(kw) + 1), ValueError, id="shape"),
         Bad("bias", lambda kw: np.ones(feature_count(kw) + 1), ValueError, id="shape"),
-        Bad("running_mean", read_only, ValueError, id="read-only"),
+        # Training updates the running statistics in place: writable floating arrays
+        # (API.md names no exception for an integer one); inference only reads them.
+        Bad("running_mean", read_only, ValueError, id="read-only", also=(("training", True),)),
         Bad("running_mean", lambda kw: np.zeros(feature_count(kw) + 1), ValueError,
             id="shape"),
-        # "writable floating arrays": API.md names no exception for an integer one.
         Bad("running_var", lambda kw: np.ones(feature_count(kw), np.int64),
-            (TypeError, ValueError), id="int"),
+            (TypeError, ValueError), id="int", also=(("training", True),)),
         Bad("momentum", 1.5, ValueError, id="above-one"),
         Bad("momentum", -0.5, ValueError, id="negative"),
         # One value per feature in training mode (PyTorch's message names no argument).

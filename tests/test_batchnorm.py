@@ -297,6 +297,16 @@ def test_read_only_running_statistics_are_rejected():
     np.testing.assert_array_equal(rm, 0.0)
 
 
+def test_inference_reads_read_only_running_statistics(rng):
+    x = rng.normal(size=(5, 3))
+    rm, rv = rng.normal(size=3), rng.random(3) + 0.5
+    expected = fastsm.batch_norm_forward(x, running_mean=rm, running_var=rv, training=False)[0]
+    rm.flags.writeable = rv.flags.writeable = False
+    y = fastsm.batch_norm_forward(x, running_mean=rm, running_var=rv, training=False)[0]
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_allclose(y, (x - rm) / np.sqrt(rv + 1e-5), rtol=1e-12)
+
+
 @pytest.mark.parametrize("make", [
     lambda v, dt: v.astype(dt),                                   # contiguous
     lambda v, dt: np.repeat(v.astype(dt), 2)[::2],                # strided view
