@@ -90,7 +90,8 @@ def _split_classes(c, want_grad):
     x, axis, n, eps = c.x, c.axis, c.x.shape[c.axis], c.smoothing
     per_class = tuple(-1 if a == axis else 1 for a in range(x.ndim))
     w = np.ones(n) if c.weight is None else c.weight.astype(F64)
-    wb = w.reshape(per_class)
+    wb = da.from_array(w.reshape(per_class),  # in the logits' chunks: nothing to rechunk
+                       chunks=tuple(x.chunks[a] if a == axis else (1,) for a in range(x.ndim)))
     record = lse(x, (axis,))
     shifted = x.astype(F64) - record["m"]
     logp = shifted - da.log(record["s"])

@@ -24,6 +24,8 @@ classes) raises when the result is computed.
 This module needs ``dask[array]`` (and ``distributed`` for a cluster);
 ``import fastsm`` alone does not import dask.
 """
+import warnings
+
 import dask.array as da
 
 from . import _dask_blocks as _b
@@ -138,4 +140,6 @@ def hardmax(x, axis=-1, *, out=None):
     first = da.argmax(x, axis=a, keepdims=True)
     position = da.arange(x.shape[a], chunks=(x.chunks[a],))
     position = position[(None,) * a + (slice(None),) + (None,) * (x.ndim - a - 1)]
-    return (position == first).astype(result)
+    with warnings.catch_warnings():  # the one-hot has x's chunks, more than either operand
+        warnings.simplefilter("ignore", da.PerformanceWarning)
+        return (position == first).astype(result)
