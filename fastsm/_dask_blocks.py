@@ -16,6 +16,7 @@ import numpy as np
 from . import _xent_kernels as _xk
 from ._batchnorm import batch_norm_forward, batch_norm_stats, merge_stats
 from ._threads import threads
+from ._xent import _plan, cross_entropy_with_grad
 
 F64 = np.dtype(np.float64)
 LSE = np.dtype([("m", F64), ("s", F64)])
@@ -151,10 +152,9 @@ def xent_block(x, t, denominator, *, axis, weight, ignore_index, smoothing, per_
                want_grad):
     """(loss part, gradient or None) of a block that holds whole class slices:
     one kernel pass.  Index targets come with a class axis of length 1.  The
-    loss part is one loss per sample (`per_sample`) or the block's sum, in
-    float64, with the block's dimensions less the class axis all of length 1.
+    loss part keeps a class axis of length 1: one loss per sample
+    (`per_sample`), or the block's sum in float64 with every dimension 1.
     The gradient is scaled by 1 / denominator when a denominator is given."""
-    from ._xent import _plan
     if t.ndim == x.ndim and t.dtype.kind in "iu":
         t = t.reshape(t.shape[:axis] + t.shape[axis + 1:])
     p = _plan(x, t, axis, weight, ignore_index, "none" if per_sample else "sum", smoothing)
@@ -211,7 +211,6 @@ def scaled(a, denominator, result):
 def linear_block(X, y, coef, intercept):
     """[loss, X.T @ G, sum(G)] of a block of rows, G the gradient of the summed
     cross-entropy of X @ coef + intercept, flattened into one float64 row."""
-    from ._xent import cross_entropy_with_grad
     with threads(1):
         loss, G = cross_entropy_with_grad(X @ coef + intercept, y.reshape(-1), reduction="sum")
     row = np.empty((1, 1 + coef.size + intercept.size))
