@@ -208,10 +208,12 @@ def scaled(a, denominator, result):
 
 # ---- the linear model's loss and gradient ----------------------------------
 
-def linear_block(X, y, coef, intercept):
+def linear_block(X, y, coef, intercept, kernel_threads=1):
     """[loss, X.T @ G, sum(G)] of a block of rows, G the gradient of the summed
     cross-entropy of X @ coef + intercept, flattened into one float64 row."""
-    with threads(1):
+    # In the promoted dtype up front: a matmul of mixed dtypes bypasses BLAS.
+    X = X.astype(np.result_type(X, coef, intercept), copy=False)
+    with threads(kernel_threads):
         loss, G = cross_entropy_with_grad(X @ coef + intercept, y.reshape(-1), reduction="sum")
     row = np.empty((1, 1 + coef.size + intercept.size))
     row[0, 0] = loss
