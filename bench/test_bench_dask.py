@@ -43,4 +43,7 @@ def runs():
 def test_dask(benchmark, runs, key):
     benchmark.group = f"dask {key[0]} {ROWS}x16"
     benchmark.extra_info["contender"] = key[1]
-    benchmark.pedantic(runs[key], rounds=3, warmup_rounds=1)
+    # One round: a second persist of the same graph right after the first can
+    # find its result still held by the scheduler (bench/dask_scaling.py runs
+    # the contenders in turn, and repeats them).
+    benchmark.pedantic(runs[key], rounds=1, iterations=1)
