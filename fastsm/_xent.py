@@ -44,49 +44,55 @@ def _check_options(reduction, label_smoothing, ignore_index):
     return smoothing, ignore_index
 
 
+def check_shapes(shape, axis, target_dtype, target_shape):
+    """Checks a target of `target_shape` and `target_dtype` against logits of
+    `shape` (metadata only, nothing is read).  Returns (axis normalised, the
+    index-target shape, whether the target holds class indices)."""
+    if len(shape) == 0:
+        raise ValueError("logits must have at least one dimension (the class axis)")
+    axis = normalize_axis(axis, len(shape))
+    sample_shape = shape[:axis] + shape[axis + 1:]
+    if shape[axis] == 0 and math.prod(sample_shape):
+        raise ValueError("logits have no classes: the class axis has length 0")
+    kind = target_dtype.kind
+    if kind in "iu":
+        if target_shape != sample_shape:
+            hint = (" (an integer array of the logits' shape: pass a one-hot target as float)"
+                    if target_shape == shape else "")
+            raise ValueError(f"index target has shape {target_shape}, expected {sample_shape} "
+                             f"(the logits' shape {shape} without axis {axis}){hint}")
+        return axis, sample_shape, True
+    if kind == "f":
+        if target_shape != shape:
+            raise ValueError(f"probability target has shape {target_shape}, expected the "
+                             f"logits' shape {shape}")
+        return axis, sample_shape, False
+    raise TypeError(f"target must hold integer class indices or floating probabilities, "
+                    f"got dtype {target_dtype}")
+
+
+def class_weight(weight, n, compute):
+    """The per-class weights as a contiguous array of the compute dtype, or None."""
+    if weight is None:
+        return None
+    w, _, _ = as_array(weight, "weight")
+    if w.shape != (n,):
+        raise ValueError(f"weight has shape {w.shape}, expected ({n},): one per class")
+    return np.ascontiguousarray(w, dtype=compute)
+
+
 def _plan(logits, target, axis, weight, ignore_index, reduction, label_smoothing):
     p = _Plan()
     p.smoothing, p.ignore_index = _check_options(reduction, label_smoothing, ignore_index)
     p.reduction = reduction
     x, p.compute, p.result = as_array(logits, "logits")
-    if x.ndim == 0:
-        raise ValueError("logits must have at least one dimension (the class axis)")
-    axis = normalize_axis(axis, x.ndim)
+    t = target if type(target) is np.ndarray else np.asarray(target)
+    axis, p.sample_shape, p.is_index = check_shapes(x.shape, axis, t.dtype, t.shape)
     p.shape = x.shape
-    p.sample_shape = x.shape[:axis] + x.shape[axis + 1:]
     p.outer, p.n = math.prod(x.shape[:axis]), x.shape[axis]
     p.inner = math.prod(x.shape[axis + 1:])
-    if p.n == 0 and p.outer * p.inner:
-        raise ValueError("logits have no classes: the class axis has length 0")
-
-    t = target if type(target) is np.ndarray else np.asarray(target)
-    kind = t.dtype.kind
-    if kind in "iu":
-        if t.shape != p.sample_shape:
-            hint = (" (an integer array of the logits' shape: pass a one-hot target as float)"
-                    if t.shape == p.shape else "")
-            raise ValueError(f"index target has shape {t.shape}, expected {p.sample_shape} "
-                             f"(the logits' shape {p.shape} without axis {axis}){hint}")
-        p.is_index = True
-        p.target = np.ascontiguousarray(t, dtype=_INT64)
-    elif kind == "f":
-        if t.shape != p.shape:
-            raise ValueError(f"probability target has shape {t.shape}, expected the "
-                             f"logits' shape {p.shape}")
-        p.is_index = False
-        p.target = np.ascontiguousarray(t, dtype=p.compute)
-    else:
-        raise TypeError(f"target must hold integer class indices or floating probabilities, "
-                        f"got dtype {t.dtype}")
-
-    if weight is None:
-        p.weight = None
-    else:
-        w, _, _ = as_array(weight, "weight")
-        if w.shape != (p.n,):
-            raise ValueError(f"weight has shape {w.shape}, expected ({p.n},): one per class")
-        p.weight = np.ascontiguousarray(w, dtype=p.compute)
-
+    p.target = np.ascontiguousarray(t, dtype=_INT64 if p.is_index else p.compute)
+    p.weight = class_weight(weight, p.n, p.compute)
     p.x = np.ascontiguousarray(x, dtype=p.compute)
     # A copy made here may receive the gradient: no second allocation.
     p.owned = p.x is not logits and p.x.flags.owndata

@@ -1,0 +1,222 @@
+"""What fastsm.dask runs on each block of an array: plain NumPy in, NumPy
+out, no dask.  These functions are pickled by reference and run on the
+workers.
+
+Each block's kernel runs on one thread: the scheduler already runs one task
+per worker thread, and more kernel threads would only compete for the cores.
+
+Partial results of a reduction split across blocks are NumPy structured
+arrays (one record per slice), so that dask's tree reduction concatenates and
+combines them as it does any array:
+  LSE    (m, s): the slice's max and sum(exp(x - m)), for the log-sum-exp;
+  STATS  (n, mean, m2): batch-norm statistics of the values per feature.
+"""
+import numpy as np
+
+from . import _xent_kernels as _xk
+from ._batchnorm import batch_norm_forward, batch_norm_stats, merge_stats
+from ._threads import threads
+from ._xent import _plan, cross_entropy_with_grad
+
+F64 = np.dtype(np.float64)
+LSE = np.dtype([("m", F64), ("s", F64)])
+STATS = np.dtype([("n", np.int64), ("mean", F64), ("m2", F64)])
+
+
+def single_threaded(f, *args, **kwargs):
+    """f(*args, **kwargs) with fastsm's kernels on one thread."""
+    with threads(1):
+        return f(*args, **kwargs)
+
+
+# ---- log-sum-exp over slices split across blocks --------------------------
+
+def _lse_record(m, s):
+    r = np.empty(m.shape, LSE)
+    r["m"], r["s"] = m, s
+    return r
+
+
+def lse_chunk(x, axis, keepdims=True, **_):
+    """(max, sum of exp(x - max)) over `axis` of one block, in float64.  A
+    block whose max is -inf adds nothing (s = 0); NaN and +inf give NaN."""
+    x = x.astype(F64, copy=False)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        s = np.sum(np.exp(x - m), axis=axis, keepdims=True)
+    return _lse_record(m, np.where(m == -np.inf, 0.0, s))
+
+
+def lse_combine(parts, axis, keepdims=True, **_):
+    """Partials concatenated along `axis` -> one partial: the largest max, and
+    each sum rescaled to it."""
+    m = np.max(parts["m"], axis=axis, keepdims=True, initial=-np.inf)
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        rescaled = np.where(parts["m"] == -np.inf, 0.0, parts["s"] * np.exp(parts["m"] - m))
+    return _lse_record(m, np.sum(rescaled, axis=axis, keepdims=True))
+
+
+def softmax_from_lse(x, lse, compute, result):
+    """exp(x - m) / s: the softmax of a block, given its slices' LSE record.
+    An all -inf slice (m = -inf, s = 0) gives NaN, as the kernels do."""
+    x = x.astype(compute, copy=False)
+    with np.errstate(invalid="ignore", over="ignore", under="ignore", divide="ignore"):
+        y = np.exp(x - lse["m"].astype(compute)) / lse["s"].astype(compute)
+    return y.astype(result, copy=False)
+
+
+def log_softmax_from_lse(x, lse, compute, result):
+    """(x - m) - log(s), as the kernels compute log_softmax."""
+    x = x.astype(compute, copy=False)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        y = (x - lse["m"].astype(compute)) - np.log(lse["s"]).astype(compute)
+    return y.astype(result, copy=False)
+
+
+# ---- batch-norm statistics over blocks -------------------------------------
+
+def _moved(a, feature):
+    """A (..., C, ...) array as (parts, C)."""
+    return np.moveaxis(a, feature, -1).reshape(-1, a.shape[feature])
+
+
+def _stats_record(shape, feature, count, mean, m2):
+    r = np.empty(shape, STATS)
+    per_feature = [1] * len(shape)
+    per_feature[feature] = -1
+    r["n"] = count
+    r["mean"] = mean.reshape(per_feature)
+    r["m2"] = m2.reshape(per_feature)
+    return r
+
+
+def stats_chunk(x, axis, keepdims=True, **_):
+    """fastsm.batch_norm_stats of one block, reducing `axis` (every axis but
+    the feature axis), as a STATS record per feature."""
+    feature = next(a for a in range(x.ndim) if a not in axis)
+    shape = tuple(1 if a in axis else x.shape[a] for a in range(x.ndim))
+    with threads(1):
+        count, mean, m2 = batch_norm_stats(x, axis=feature)
+    return _stats_record(shape, feature, count, mean, m2)
+
+
+def stats_combine(parts, axis, keepdims=True, **_):
+    """Partials concatenated along `axis` -> one, by fastsm.merge_stats."""
+    feature = next(a for a in range(parts.ndim) if a not in axis)
+    shape = tuple(1 if a in axis else parts.shape[a] for a in range(parts.ndim))
+    C = parts.shape[feature]
+    if C == 0:
+        return np.empty(shape, STATS)
+    counts = _moved(parts["n"], feature)[:, 0]
+    means, m2s = _moved(parts["mean"], feature), _moved(parts["m2"], feature)
+    count, mean, m2 = merge_stats([(int(n), mean, m2) for n, mean, m2 in zip(counts, means, m2s)])
+    return _stats_record(shape, feature, count, mean, m2)
+
+
+def normalize_block(x, mean, var, weight, bias, *, eps, feature):
+    """batch_norm_forward of one block with given statistics (inference mode).
+    The per-feature arrays come broadcast along the block's axes."""
+    def flat(a):
+        return None if a is None else np.array(a, F64).reshape(-1)  # writable copy
+    with threads(1):
+        return batch_norm_forward(x, flat(weight), flat(bias), flat(mean), flat(var),
+                                  training=False, eps=eps, axis=feature)[0]
+
+
+# ---- cross-entropy ---------------------------------------------------------
+
+def _checked(t, n, ignore_index, weight):
+    """(the index targets of a block as int64, the sum of their weights),
+    after checking that each lies in [0, n) or is ignore_index."""
+    t = np.ascontiguousarray(t, np.int64)
+    bad, weight_sum = _xk.check_index(t, n, ignore_index, weight,
+                                      weight is not None and weight.dtype == np.float32)
+    if bad >= 0:
+        raise ValueError(f"target {t.flat[bad]} is outside the classes [0, {n}) and is not "
+                         f"ignore_index ({ignore_index})")
+    return t, weight_sum
+
+
+def valid_targets(t, n, ignore_index, weight):
+    """The block's index targets as int64, once checked."""
+    return _checked(t, n, ignore_index, weight)[0]
+
+
+def target_weight_sum(t, n, ignore_index, weight):
+    """The sum of the weights of the block's non-ignored targets (their count
+    without weights), once checked, with the block's dimensions all 1."""
+    return np.full((1,) * t.ndim, _checked(t, n, ignore_index, weight)[1])
+
+
+def xent_block(x, t, denominator, *, axis, weight, ignore_index, smoothing, per_sample,
+               want_grad):
+    """(loss part, gradient or None) of a block that holds whole class slices:
+    one kernel pass.  Index targets come with a class axis of length 1.  The
+    loss part keeps a class axis of length 1: one loss per sample
+    (`per_sample`), or the block's sum in float64 with every dimension 1.
+    The gradient is scaled by 1 / denominator when a denominator is given."""
+    if t.ndim == x.ndim and t.dtype.kind in "iu":
+        t = t.reshape(t.shape[:axis] + t.shape[axis + 1:])
+    p = _plan(x, t, axis, weight, ignore_index, "none" if per_sample else "sum", smoothing)
+    scale = 1.0
+    if denominator is not None:
+        denominator = float(denominator)
+        scale = 1.0 / denominator if denominator else 0.0
+    grad = None
+    if want_grad:
+        grad = p.x if p.owned else np.empty(p.shape, p.compute)
+    loss = np.zeros(p.sample_shape, p.compute) if per_sample else None
+    total = 0.0
+    if p.outer * p.inner and p.n:
+        kernel = _xk.xent_index if p.is_index else _xk.xent_prob
+        options = (p.ignore_index, p.smoothing) if p.is_index else (p.smoothing,)
+        total = kernel(p.x, p.target, p.weight, *options, scale, grad, loss, p.outer, p.n,
+                       p.inner, 1)
+    if per_sample:
+        part = np.expand_dims(loss.astype(p.result, copy=False), axis)
+    else:
+        part = np.full((1,) * x.ndim, total)
+    if grad is not None:
+        grad = grad.astype(p.result, copy=False)
+    return part, grad
+
+
+def finish_loss(total, denominator, result):
+    """The reduced loss as a 0-d array of the result dtype: total / denominator
+    ("mean", NaN when it is 0) or the total ("sum", denominator None)."""
+    if denominator is None:
+        return np.asarray(total, result)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(total / denominator if denominator else np.nan, result)
+
+
+def item(pair, i):
+    """Element i of a task's tuple result."""
+    return pair[i]
+
+
+def take(indices, values):
+    """values[indices], for a block of indices."""
+    return values[indices]
+
+
+def scaled(a, denominator, result):
+    """a / denominator (0 where the denominator is 0), in the result dtype."""
+    denominator = float(denominator)
+    return (a * (1.0 / denominator if denominator else 0.0)).astype(result, copy=False)
+
+
+# ---- the linear model's loss and gradient ----------------------------------
+
+def linear_block(X, y, coef, intercept, kernel_threads=1):
+    """[loss, X.T @ G, sum(G)] of a block of rows, G the gradient of the summed
+    cross-entropy of X @ coef + intercept, flattened into one float64 row."""
+    # In the promoted dtype up front: a matmul of mixed dtypes bypasses BLAS.
+    X = X.astype(np.result_type(X, coef, intercept), copy=False)
+    with threads(kernel_threads):
+        loss, G = cross_entropy_with_grad(X @ coef + intercept, y.reshape(-1), reduction="sum")
+    row = np.empty((1, 1 + coef.size + intercept.size))
+    row[0, 0] = loss
+    row[0, 1:1 + coef.size] = (X.T @ G).ravel()
+    row[0, 1 + coef.size:] = G.sum(axis=0)
+    return row

@@ -1,0 +1,202 @@
+"""Cross-entropy of dask arrays (see fastsm.dask).
+
+Whole class slices in a chunk: one task per chunk runs the fused kernel and
+gives both the chunk's gradient and its loss (per sample, or summed in
+float64); the sums are added in a tree.  For "mean" the denominator (the sum
+of the weights of the non-ignored index targets) is a reduction of its own
+over the targets, computed first, and the kernel scales the gradient by it
+in the same pass.
+
+Class axis split across chunks: the log-sum-exp of each sample comes from a
+tree reduction of per-chunk (max, sum of exp) partials, then the loss and
+gradient are blockwise expressions of it, in float64 (PyTorch's formulas, as
+fastsm.reference writes them).
+"""
+import math
+
+import dask.array as da
+import numpy as np
+
+from . import _dask_blocks as _b
+from ._dask_common import as_dask, lse, meta, no_out, to_dask, whole
+from ._xent import _check_options, check_shapes, class_weight
+
+F64 = np.dtype(np.float64)
+
+
+class _Call:
+    """The checked arguments of one call."""
+    __slots__ = ("x", "t", "axis", "weight", "ignore_index", "smoothing", "reduction",
+                 "is_index", "compute", "result")
+
+
+def _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing):
+    c = _Call()
+    c.smoothing, c.ignore_index = _check_options(reduction, label_smoothing, ignore_index)
+    c.reduction = reduction
+    c.x, c.compute, c.result = as_dask(logits, "logits")
+    t = to_dask(target, "target")
+    c.axis, _, c.is_index = check_shapes(c.x.shape, axis, t.dtype, t.shape)
+    c.weight = class_weight(weight, c.x.shape[c.axis], c.compute)
+    chunks = c.x.chunks
+    if c.is_index:
+        chunks = chunks[:c.axis] + chunks[c.axis + 1:]
+    c.t = t.rechunk(chunks) if t.chunks != chunks else t
+    return c
+
+
+def _target_options(c):
+    return dict(n=c.x.shape[c.axis], ignore_index=c.ignore_index, weight=c.weight)
+
+
+def _denominator(c):
+    """What "mean" divides by: a lazy 0-d float64 array for index targets
+    (which it also checks), the number of samples for probabilities."""
+    if not c.is_index:
+        return float(math.prod(c.t.shape[:c.axis] + c.t.shape[c.axis + 1:]))
+    sums = c.t.map_blocks(_b.target_weight_sum, **_target_options(c),
+                          chunks=tuple((1,) * len(b) for b in c.t.chunks), dtype=F64,
+                          meta=meta(c.t.ndim, F64))
+    return sums.sum()
+
+
+def _whole_classes(c, want_grad, denominator):
+    """(loss parts, gradient) when each chunk holds whole class slices."""
+    x, t, axis = c.x, c.t, c.axis
+    if c.is_index:
+        if denominator is None:  # no denominator pass has checked the targets
+            t = t.map_blocks(_b.valid_targets, **_target_options(c), dtype=np.int64)
+        t = da.expand_dims(t, axis)
+    pairs = da.map_blocks(_b.xent_block, x, t, denominator, axis=axis, weight=c.weight,
+                          ignore_index=c.ignore_index, smoothing=c.smoothing,
+                          per_sample=c.reduction == "none", want_grad=want_grad,
+                          dtype=object, meta=meta(x.ndim, object), name="fastsm-xent")
+    grad = None
+    if want_grad:
+        grad = da.map_blocks(_b.item, pairs, 1, dtype=c.result, meta=meta(x.ndim, c.result))
+    one = x.chunks[:axis] + ((1,),) + x.chunks[axis + 1:]
+    if c.reduction == "none":
+        parts = da.map_blocks(_b.item, pairs, 0, chunks=one, dtype=c.result,
+                              meta=meta(x.ndim, c.result))
+        return da.squeeze(parts, axis), grad
+    parts = da.map_blocks(_b.item, pairs, 0, chunks=tuple((1,) * len(b) for b in one),
+                          dtype=F64, meta=meta(x.ndim, F64))
+    return parts, grad
+
+
+def _split_classes(c, want_grad):
+    """(per-sample losses in float64, unscaled gradient in float64, denominator
+    for "mean") when the class axis spans chunks."""
+    x, axis, n, eps = c.x, c.axis, c.x.shape[c.axis], c.smoothing
+    per_class = tuple(-1 if a == axis else 1 for a in range(x.ndim))
+    w = np.ones(n) if c.weight is None else c.weight.astype(F64)
+    wb = da.from_array(w.reshape(per_class),  # in the logits' chunks: nothing to rechunk
+                       chunks=tuple(x.chunks[a] if a == axis else (1,) for a in range(x.ndim)))
+    record = lse(x, (axis,))
+    shifted = x.astype(F64) - record["m"]
+    logp = shifted - da.log(record["s"])
+    prob = da.exp(shifted) / record["s"]
+    if c.is_index:
+        t = c.t.map_blocks(_b.valid_targets, **_target_options(c), dtype=np.int64)
+        valid = t != c.ignore_index
+        safe = da.where(valid, t, 0)
+        classes = da.arange(n, chunks=(x.chunks[axis],)).reshape(per_class)
+        onehot = classes == da.expand_dims(safe, axis)
+        wy = da.where(valid, safe.map_blocks(_b.take, w, dtype=F64), 0.0)
+        # Ignored samples are masked, not multiplied by 0: NaN logits there
+        # give a loss and gradient of 0, as in PyTorch.
+        loss = (1 - eps) * da.where(valid, -da.where(onehot, logp, 0.0).sum(axis) * wy, 0.0)
+        if eps:
+            loss = loss + eps / n * da.where(valid, -(logp * wb).sum(axis), 0.0)
+        grad = da.where(da.expand_dims(valid, axis),
+                        (1 - eps) * da.expand_dims(wy, axis) * (prob - onehot)
+                        + eps / n * (w.sum() * prob - wb), 0.0) if want_grad else None
+        denominator = wy.sum() if c.reduction == "mean" else None
+    else:
+        tw = ((1 - eps) * c.t.astype(F64) + eps / n) * wb
+        loss = -(logp * tw).sum(axis)
+        grad = tw.sum(axis, keepdims=True) * prob - tw if want_grad else None
+        denominator = float(math.prod(loss.shape)) if c.reduction == "mean" else None
+    return loss, grad, denominator
+
+
+def _loss_and_grad(c, want_grad):
+    """(lazy loss, lazy gradient or None) of a checked call."""
+    mean = c.reduction == "mean"
+    if whole(c.x, (c.axis,)):
+        denominator = _denominator(c) if mean else None
+        parts, grad = _whole_classes(c, want_grad, denominator)
+    else:
+        parts, grad, denominator = _split_classes(c, want_grad)
+        if grad is not None:
+            grad = (grad.astype(c.result) if denominator is None else
+                    da.map_blocks(_b.scaled, grad, denominator, c.result, dtype=c.result,
+                                  meta=meta(grad.ndim, c.result)))
+    if c.reduction == "none":
+        return parts.astype(c.result), grad
+    total = parts.sum(dtype=F64)
+    loss = da.map_blocks(_b.finish_loss, total, denominator, c.result, dtype=c.result,
+                         meta=meta(0, c.result))
+    return loss, grad
+
+
+_DOC = """{what}, as ``fastsm.{name}``, of dask arrays, lazily.
+
+    Parameters
+    ----------
+    logits : dask.array.Array or array_like
+        Chunked in any way, the class axis included.
+    target : dask.array.Array or array_like
+        Index targets (the logits' shape less `axis`) or probabilities (the
+        logits' shape); rechunked to the logits' chunks when they differ.
+    axis, weight, ignore_index, reduction, label_smoothing
+        As ``fastsm.{name}``; `weight` is a small array sent with the graph.{out}
+
+    Returns
+    -------
+    {returns}
+
+    Raises
+    ------
+    TypeError, ValueError
+        As ``fastsm.{name}``, at call time, for everything knowable from the
+        shapes, dtypes and options; an index target outside [0, C) (other
+        than `ignore_index`) raises ValueError when the result is computed.
+"""
+
+_LOSS = """loss : dask.array.Array
+        0-d for "mean" and "sum", per sample for "none"; the logits' result dtype."""
+_GRAD = """grad : dask.array.Array
+        The logits' shape, chunks and result dtype."""
+_OUT = """
+    out : None
+        Not supported for dask arrays."""
+
+
+def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
+                  reduction="mean", label_smoothing=0.0):
+    c = _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
+    return _loss_and_grad(c, want_grad=False)[0]
+
+
+def cross_entropy_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100,
+                       reduction="mean", label_smoothing=0.0, out=None):
+    no_out(out)
+    c = _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
+    return _loss_and_grad(c, want_grad=True)[1]
+
+
+def cross_entropy_with_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100,
+                            reduction="mean", label_smoothing=0.0, out=None):
+    no_out(out)
+    c = _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing)
+    return _loss_and_grad(c, want_grad=True)
+
+
+cross_entropy.__doc__ = _DOC.format(what="Cross-entropy", name="cross_entropy", out="",
+                                    returns=_LOSS)
+cross_entropy_grad.__doc__ = _DOC.format(what="Gradient of the cross-entropy",
+                                         name="cross_entropy_grad", out=_OUT, returns=_GRAD)
+cross_entropy_with_grad.__doc__ = _DOC.format(
+    what="Cross-entropy and its gradient, from one pass over each chunk",
+    name="cross_entropy_with_grad", out=_OUT, returns=_LOSS + "\n    " + _GRAD)

@@ -1,0 +1,514 @@
+"""fastsm.dask against the NumPy API on the same data, however it is chunked:
+along the axis an operation runs on, across it, unevenly, one row per chunk.
+Run on the synchronous scheduler; tests/test_dask_cluster.py runs on a
+distributed cluster."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
+
+import fastsm  # noqa: E402
+import fastsm.dask as fd  # noqa: E402
+
+RTOL = {np.dtype(np.float16): 2e-3, np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
+
+# Chunkings of a (20, 11) array: whole, rows split, classes split, both, uneven,
+# one row per chunk.
+CHUNKINGS = {
+    "whole": (20, 11),
+    "rows": (3, 11),
+    "columns": (20, 4),
+    "both": (7, 3),
+    "uneven": ((5, 1, 14), (2, 9)),
+    "one-row": (1, 11),
+    "one-element": (1, 1),
+}
+
+
+@pytest.fixture(autouse=True)
+def synchronous():
+    with dask.config.set(scheduler="sync"):
+        yield
+
+
+def close(actual, expected):
+    """`actual` (computed) equals the NumPy API's `expected` to the dtype's
+    tolerance, NaN where it is NaN, in the same dtype and shape."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.dtype == expected.dtype
+    assert actual.shape == expected.shape
+    rtol = RTOL[np.dtype(expected.dtype)]
+    atol = rtol * max(1.0, float(np.nanmax(np.abs(expected[np.isfinite(expected)]), initial=0)))
+    np.testing.assert_allclose(actual.astype(np.float64), expected.astype(np.float64),
+                               rtol=rtol, atol=atol)
+
+
+def chunked(a, chunks):
+    return da.from_array(a, chunks=chunks)
+
+
+def _boom(block):
+    raise AssertionError("the data was read")
+
+
+def untouchable(shape, dtype=np.float64, chunks=None):
+    """A dask array whose computation fails: for checks that must need no data."""
+    return da.zeros(shape, dtype=dtype, chunks=chunks or shape).map_blocks(_boom, dtype=dtype)
+
+
+# ---- softmax family ----------------------------------------------------------
+
+UNARY = ["softmax", "log_softmax", "hardmax"]
+
+
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("chunks", CHUNKINGS.values(), ids=CHUNKINGS.keys())
+@pytest.mark.parametrize("axis", [-1, 0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int16])
+def test_unary_equals_numpy_api(name, chunks, axis, dtype, rng):
+    x = (rng.standard_normal((20, 11)) * 4).astype(dtype)
+    y = getattr(fd, name)(chunked(x, chunks), axis=axis)
+    assert isinstance(y, da.Array) and y.chunks == chunked(x, chunks).chunks
+    close(y.compute(), getattr(fastsm, name)(x, axis=axis))
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("axis", [None, (0, 2), (2, 0), (1,)])
+@pytest.mark.parametrize("chunks", [(4, 3, 5), (1, 2, 2), ((1, 3), 3, (2, 3))])
+def test_several_axes_across_chunks(name, axis, chunks, rng):
+    x = rng.standard_normal((4, 3, 5)) * 10
+    close(getattr(fd, name)(chunked(x, chunks), axis=axis).compute(),
+          getattr(fastsm, name)(x, axis=axis))
+
+
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("chunks", [(2, 3, 4), (1, 1, 2), (2, 2, 1)])
+def test_3d_along_the_middle_axis(name, chunks, rng):
+    x = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    close(getattr(fd, name)(chunked(x, chunks), axis=1).compute(),
+          getattr(fastsm, name)(x, axis=1))
+
+
+def special_rows():
+    """Rows of PyTorch's special cases, each value placed in a different chunk."""
+    inf, nan = np.inf, np.nan
+    return np.array([
+        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        [1.0, 2.0, nan, 4.0, 5.0, 6.0],           # NaN: NaN throughout
+        [1.0, 2.0, 3.0, 4.0, inf, 6.0],           # +inf: NaN throughout
+        [-inf, -inf, -inf, -inf, -inf, -inf],     # all -inf: NaN throughout
+        [-inf, 2.0, -inf, -inf, 5.0, -inf],       # -inf among finite: 0 / -inf
+        [-inf, -inf, -inf, -inf, 5.0, 5.0],       # a chunk all -inf, a tie
+        [3e38, -3e38, 1.0, 0.0, 3e38, 2.0],       # extremes (float32 range)
+        [7.0, 7.0, 7.0, 7.0, 7.0, 7.0],           # ties: the first wins
+        [nan, 7.0, 7.0, nan, 8.0, 7.0],           # the first NaN wins (hardmax)
+    ])
+
+
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunks", [(9, 6), (9, 2), (2, 1), (1, 4)])
+def test_special_values_as_the_numpy_api(name, dtype, chunks):
+    x = special_rows().astype(dtype)
+    with np.errstate(all="ignore"):
+        close(getattr(fd, name)(chunked(x, chunks)).compute(), getattr(fastsm, name)(x))
+
+
+def test_hardmax_ties_and_nan_go_to_the_first_across_chunks():
+    x = np.array([[0.0, 5.0, 1.0, 5.0], [np.nan, 0.0, np.nan, 9.0], [1.0, 2.0, 9.0, np.nan]])
+    want = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], float)
+    np.testing.assert_array_equal(fd.hardmax(chunked(x, (1, 1))).compute(), want)
+
+
+def test_softmax_of_rows_split_across_chunks_sums_to_one(rng):
+    x = rng.standard_normal((6, 1000)) * 30
+    y = fd.softmax(chunked(x, (2, 77))).compute()
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-13)
+
+
+def test_whole_slices_run_one_kernel_task_per_chunk_and_never_rechunk(rng):
+    x = chunked(rng.standard_normal((40, 10)), (7, 10))
+    for f in (fd.softmax, fd.log_softmax, fd.hardmax):
+        y = f(x)
+        graph = dict(y.__dask_graph__())
+        assert len(graph) == 2 * x.npartitions  # the input chunks and one task each
+        assert not any("rechunk" in str(k) for k in graph)
+
+
+def test_split_slices_never_rechunk(rng):
+    x = chunked(rng.standard_normal((40, 10)), (7, 3))
+    target = chunked(np.arange(40) % 10, 7)
+    for y in (fd.softmax(x), fd.hardmax(x), *fd.cross_entropy_with_grad(x, target),
+              fd.batch_norm_stats(x)[1]):
+        assert not any("rechunk" in str(k) for k in dict(y.__dask_graph__()))
+
+
+def test_scalar_with_axis_none():
+    assert fd.softmax(da.from_array(np.float64(3.0)), axis=None).compute() == 1.0
+
+
+def test_array_likes_are_accepted():
+    close(fd.softmax([[1.0, 2.0, 3.0]]).compute(), fastsm.softmax([[1.0, 2.0, 3.0]]))
+
+
+# ---- cross-entropy -------------------------------------------------------------
+
+XENT_CHUNKS = {
+    "whole": (20, 7),
+    "rows": (3, 7),
+    "one-row": (1, 7),
+    "classes": (20, 3),
+    "both-uneven": ((5, 1, 14), (2, 1, 4)),
+}
+
+
+def xent_data(rng, dtype=np.float32, probabilities=False, shape=(20, 7), axis=-1):
+    logits = (rng.standard_normal(shape) * 3).astype(dtype)
+    n = shape[axis]
+    if probabilities:
+        p = rng.random(shape)
+        return logits, (p / p.sum(axis=axis, keepdims=True)).astype(dtype)
+    target = rng.integers(0, n, np.delete(shape, axis % len(shape)))
+    target.flat[::5] = -100  # ignored samples
+    return logits, target
+
+
+def both(logits, target, chunks, **options):
+    """((loss, grad) of fastsm.dask computed, (loss, grad) of the NumPy API)."""
+    t_chunks = chunks if target.ndim == logits.ndim else chunks[0]
+    got = fd.cross_entropy_with_grad(chunked(logits, chunks), chunked(target, t_chunks),
+                                     **options)
+    return dask.compute(*got), fastsm.cross_entropy_with_grad(logits, target, **options)
+
+
+@pytest.mark.parametrize("chunks", XENT_CHUNKS.values(), ids=XENT_CHUNKS.keys())
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("probabilities", [False, True])
+def test_cross_entropy_with_grad_equals_numpy_api(chunks, reduction, weighted, smoothing,
+                                                  probabilities, rng):
+    logits, target = xent_data(rng, probabilities=probabilities)
+    weight = rng.random(7) + 0.5 if weighted else None
+    (loss, grad), (want_loss, want_grad) = both(logits, target, chunks, reduction=reduction,
+                                                weight=weight, label_smoothing=smoothing)
+    close(loss, want_loss)
+    close(grad, want_grad)
+
+
+@pytest.mark.parametrize("chunks", XENT_CHUNKS.values(), ids=XENT_CHUNKS.keys())
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_loss_and_grad_alone_equal_the_fused_call(chunks, reduction, rng):
+    logits, target = xent_data(rng, np.float64)
+    x, t = chunked(logits, chunks), chunked(target, chunks[0])
+    close(fd.cross_entropy(x, t, reduction=reduction).compute(),
+          fastsm.cross_entropy(logits, target, reduction=reduction))
+    close(fd.cross_entropy_grad(x, t, reduction=reduction).compute(),
+          fastsm.cross_entropy_grad(logits, target, reduction=reduction))
+
+
+@pytest.mark.parametrize("chunks", [(4, 5, 3), (1, 2, 3), (4, 5, 1)])
+@pytest.mark.parametrize("probabilities", [False, True])
+def test_class_axis_1_of_3d_logits(chunks, probabilities, rng):
+    logits, target = xent_data(rng, np.float64, probabilities, shape=(4, 5, 3), axis=1)
+    t_chunks = chunks if probabilities else (chunks[0], chunks[2])
+    got = fd.cross_entropy_with_grad(chunked(logits, chunks), chunked(target, t_chunks),
+                                     axis=1, ignore_index=-100, label_smoothing=0.1)
+    want = fastsm.cross_entropy_with_grad(logits, target, axis=1, label_smoothing=0.1)
+    for a, b in zip(dask.compute(*got), want):
+        close(a, b)
+
+
+@pytest.mark.parametrize("chunks", [(20, 7), (4, 3)])
+def test_float16_and_integer_logits(chunks, rng):
+    logits, target = xent_data(rng, np.float16)
+    for x in (logits, (logits * 4).astype(np.int32)):
+        (loss, grad), (want_loss, want_grad) = both(x, target, chunks)
+        close(loss, want_loss)
+        close(grad, want_grad)
+
+
+def test_target_chunks_need_not_match(rng):
+    logits, target = xent_data(rng)
+    got = fd.cross_entropy(chunked(logits, (6, 7)), chunked(target, 4))
+    close(got.compute(), fastsm.cross_entropy(logits, target))
+
+
+@pytest.mark.parametrize("chunks", [(6, 7), (6, 2)])
+def test_every_target_ignored_gives_nan_and_zero_gradient(chunks, rng):
+    logits = rng.standard_normal((12, 7))
+    loss, grad = fd.cross_entropy_with_grad(chunked(logits, chunks),
+                                            chunked(np.full(12, 3), 5), ignore_index=3)
+    assert np.isnan(loss.compute())
+    np.testing.assert_array_equal(grad.compute(), 0.0)
+
+
+@pytest.mark.parametrize("chunks", [(6, 7), (6, 2)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_a_target_outside_the_classes_raises_when_computed(chunks, reduction, rng):
+    target = np.zeros(12, int)
+    target[9] = 7
+    loss, grad = fd.cross_entropy_with_grad(chunked(rng.standard_normal((12, 7)), chunks),
+                                            chunked(target, 4), reduction=reduction)
+    with pytest.raises(ValueError, match="outside the classes"):
+        dask.compute(loss, grad)
+
+
+def test_mean_gradient_uses_the_global_denominator(rng):
+    # Weighted mean over chunks: (softmax - onehot) * w[y] / sum(w[y]) of ALL rows.
+    logits, target = xent_data(rng, np.float64)
+    target[target == -100] = 0
+    w = rng.random(7) + 0.1
+    grad = fd.cross_entropy_grad(chunked(logits, (3, 7)), chunked(target, 3), weight=w).compute()
+    onehot = np.eye(7)[target]
+    want = (fastsm.softmax(logits) - onehot) * w[target][:, None] / w[target].sum()
+    np.testing.assert_allclose(grad, want, rtol=1e-12, atol=1e-15)
+
+
+# ---- batch normalization -------------------------------------------------------
+
+BN_CASES = [
+    ((30, 4), 1, (7, 4)),
+    ((30, 4), 1, (7, 1)),
+    ((30, 4), 1, (1, 4)),
+    ((30, 4), -1, ((10, 15, 5), (3, 1))),
+    ((4, 30), 0, (4, 7)),
+    ((6, 3, 4, 5), 1, (2, 1, 3, 5)),
+    ((6, 3, 4, 5), 1, (6, 3, 4, 5)),
+    ((6, 4, 5, 3), -1, (1, 4, 2, 2)),
+]
+
+
+@pytest.mark.parametrize("shape,axis,chunks", BN_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_stats_equal_numpy_api(shape, axis, chunks, dtype, rng):
+    x = (rng.standard_normal(shape) * 5 + 100).astype(dtype)
+    count, mean, m2 = fd.batch_norm_stats(chunked(x, chunks), axis=axis)
+    want = fastsm.batch_norm_stats(x, axis=axis)
+    assert count == want[0] and type(count) is int
+    np.testing.assert_allclose(mean.compute(), want[1], rtol=1e-12)
+    np.testing.assert_allclose(m2.compute(), want[2], rtol=1e-10)
+
+
+@pytest.mark.parametrize("shape,axis,chunks", BN_CASES)
+@pytest.mark.parametrize("affine", [False, True])
+def test_batch_norm_training_equals_numpy_api(shape, axis, chunks, affine, rng):
+    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    C = shape[axis]
+    weight, bias = (rng.random(C) + 0.5, rng.standard_normal(C)) if affine else (None, None)
+    running = [rng.random(C).astype(np.float32), rng.random(C).astype(np.float32) + 1]
+    want_running = [r.copy() for r in running]
+    y, mean, invstd = fd.batch_norm_forward(chunked(x, chunks), weight, bias, *running,
+                                            momentum=0.3, axis=axis)
+    want = fastsm.batch_norm_forward(x, weight, bias, *want_running, momentum=0.3, axis=axis)
+    # The running statistics are updated at call time, before y is computed.
+    np.testing.assert_allclose(running[0], want_running[0], rtol=1e-6)
+    np.testing.assert_allclose(running[1], want_running[1], rtol=1e-6)
+    for a, b in zip(dask.compute(y, mean, invstd), want):
+        close(a, b)
+
+
+@pytest.mark.parametrize("chunks", [(7, 4), (7, 1)])
+def test_batch_norm_inference_uses_a_copy_of_the_running_statistics(chunks, rng):
+    x = rng.standard_normal((30, 4))
+    rm, rv = rng.standard_normal(4), rng.random(4) + 0.5
+    want = fastsm.batch_norm_forward(x, None, None, rm, rv, training=False)
+    y, mean, invstd = fd.batch_norm_forward(chunked(x, chunks), None, None, rm, rv,
+                                            training=False)
+    rm += 100  # after the call: does not reach the lazy result
+    for a, b in zip(dask.compute(y, mean, invstd), want):
+        close(a, b)
+
+
+def test_running_statistics_of_chunked_batches_equal_those_of_whole_batches(rng):
+    rm, rv = np.zeros(3), np.ones(3)
+    want_rm, want_rv = rm.copy(), rv.copy()
+    for _ in range(3):
+        x = rng.standard_normal((50, 3)) * 2 + 5
+        fd.batch_norm_forward(chunked(x, (9, 2)), running_mean=rm, running_var=rv)
+        fastsm.batch_norm_forward(x, running_mean=want_rm, running_var=want_rv)
+    np.testing.assert_allclose(rm, want_rm, rtol=1e-13)
+    np.testing.assert_allclose(rv, want_rv, rtol=1e-13)
+
+
+# ---- the linear model's loss and gradient -------------------------------------
+
+def numpy_linear_loss_and_grad(X, y, coef, intercept):
+    Z = X @ coef + intercept
+    Z = Z - Z.max(axis=1, keepdims=True)
+    logp = Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
+    n = len(y)
+    G = np.exp(logp)
+    G[np.arange(n), y] -= 1
+    return -logp[np.arange(n), y].mean(), X.T @ G / n, G.sum(axis=0) / n
+
+
+@pytest.mark.parametrize("x_chunks,y_chunks", [((25, 6), 25), ((7, 2), 11), ((1, 6), 1)])
+def test_linear_loss_and_grad_equals_numpy(x_chunks, y_chunks, rng):
+    X, y = rng.standard_normal((100, 6)), rng.integers(0, 4, 100)
+    coef, intercept = rng.standard_normal((6, 4)), rng.standard_normal(4)
+    loss, g_coef, g_intercept = fd.linear_loss_and_grad(
+        chunked(X, x_chunks), chunked(y, y_chunks), coef, intercept)
+    want = numpy_linear_loss_and_grad(X, y, coef, intercept)
+    assert type(loss) is float
+    np.testing.assert_allclose(loss, want[0], rtol=1e-12)
+    np.testing.assert_allclose(g_coef, want[1], rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(g_intercept, want[2], rtol=1e-10, atol=1e-15)
+
+
+def test_linear_gradient_matches_finite_differences(rng):
+    X, y = chunked(rng.standard_normal((60, 3)), (13, 3)), chunked(rng.integers(0, 3, 60), 13)
+    coef, intercept = rng.standard_normal((3, 3)), rng.standard_normal(3)
+    _, g_coef, g_intercept = fd.linear_loss_and_grad(X, y, coef, intercept)
+    h = 1e-5
+    for i, j in np.ndindex(coef.shape):
+        step = np.zeros_like(coef)
+        step[i, j] = h
+        up = fd.linear_loss_and_grad(X, y, coef + step, intercept)[0]
+        down = fd.linear_loss_and_grad(X, y, coef - step, intercept)[0]
+        assert abs((up - down) / (2 * h) - g_coef[i, j]) < 1e-7
+    for j in range(3):
+        step = np.zeros(3)
+        step[j] = h
+        up = fd.linear_loss_and_grad(X, y, coef, intercept + step)[0]
+        down = fd.linear_loss_and_grad(X, y, coef, intercept - step)[0]
+        assert abs((up - down) / (2 * h) - g_intercept[j]) < 1e-7
+
+
+def test_linear_is_one_reduction_over_row_blocks(rng):
+    X = chunked(rng.standard_normal((40, 4)), (10, 4))
+    calls = []
+    with dask.config.set(scheduler=lambda dsk, keys, **kw: calls.append(1)
+                         or dask.get(dsk, keys, **kw)):
+        fd.linear_loss_and_grad(X, chunked(rng.integers(0, 2, 40), 10), np.zeros((4, 2)),
+                                np.zeros(2))
+    assert calls == [1]
+
+
+# ---- errors: the NumPy API's, at call time, before any data is read -------------
+
+def raises_as_numpy_api(call_numpy, call_dask):
+    with pytest.raises((TypeError, ValueError)) as numpy_error:
+        call_numpy()
+    with pytest.raises(numpy_error.type) as dask_error:
+        call_dask()
+    assert str(dask_error.value) == str(numpy_error.value)
+
+
+X_BAD = [
+    ("axis out of range", dict(axis=2)),
+    ("non-int axis", dict(axis=1.5)),
+]
+
+
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("case", X_BAD, ids=[c[0] for c in X_BAD])
+def test_unary_errors(name, case):
+    kwargs = case[1]
+    raises_as_numpy_api(lambda: getattr(fastsm, name)(np.zeros((4, 3)), **kwargs),
+                        lambda: getattr(fd, name)(untouchable((4, 3), chunks=(1, 1)), **kwargs))
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_bad_dtype_and_out(name):
+    raises_as_numpy_api(lambda: getattr(fastsm, name)(np.zeros(3, complex)),
+                        lambda: getattr(fd, name)(untouchable(3, complex)))
+    with pytest.raises(TypeError, match="out"):
+        getattr(fd, name)(untouchable(3), out=np.zeros(3))
+
+
+def test_hardmax_takes_no_tuple_axis():
+    raises_as_numpy_api(lambda: fastsm.hardmax(np.zeros((2, 3)), axis=(0, 1)),
+                        lambda: fd.hardmax(untouchable((2, 3)), axis=(0, 1)))
+
+
+XENT_BAD = [
+    ("reduction", dict(reduction="avg")),
+    ("smoothing", dict(label_smoothing=1.5)),
+    ("ignore_index", dict(ignore_index=1.0)),
+    ("axis", dict(axis=3)),
+    ("weight shape", dict(weight=np.ones(3))),
+    ("integer one-hot", dict(target=np.zeros((6, 4), int))),
+    ("target shape", dict(target=np.zeros(5, int))),
+    ("target dtype", dict(target=np.zeros(6, complex))),
+    ("logits dtype", dict(logits=np.zeros((6, 4), complex))),
+    ("scalar logits", dict(logits=np.float64(1.0), target=np.int64(0))),
+]
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "cross_entropy_grad",
+                                  "cross_entropy_with_grad"])
+@pytest.mark.parametrize("case", XENT_BAD, ids=[c[0] for c in XENT_BAD])
+def test_cross_entropy_errors(name, case):
+    kwargs = dict(case[1])
+    logits = kwargs.pop("logits", np.zeros((6, 4)))
+    target = kwargs.pop("target", np.zeros(6, int))
+    raises_as_numpy_api(
+        lambda: getattr(fastsm, name)(logits, target, **kwargs),
+        lambda: getattr(fd, name)(untouchable(logits.shape, logits.dtype),
+                                  untouchable(target.shape, target.dtype), **kwargs))
+
+
+BN_BAD = [
+    ("one value per feature", dict(x=np.zeros((1, 3)))),
+    ("axis", dict(axis=2)),
+    ("weight shape", dict(weight=np.ones(2))),
+    ("momentum", dict(momentum=2.0)),
+    ("momentum None", dict(momentum=None)),
+    ("eps", dict(eps=0.0)),
+    ("read-only running", dict(running_mean=np.zeros(3)[::-1][::-1].copy().view())),
+    ("running not ndarray", dict(running_mean=[0.0, 0.0, 0.0])),
+    ("no running when inferring", dict(training=False, running_var=None)),
+]
+BN_BAD[6][1]["running_mean"].flags.writeable = False
+
+
+@pytest.mark.parametrize("case", BN_BAD, ids=[c[0] for c in BN_BAD])
+def test_batch_norm_errors_leave_the_running_statistics_alone(case):
+    kwargs = dict(case[1])
+    x = kwargs.pop("x", np.zeros((5, 3)))
+    rm = kwargs.pop("running_mean", np.zeros(3))
+    rv = kwargs.pop("running_var", np.ones(3))
+    before = [np.array(rm, copy=True), None if rv is None else rv.copy()]
+    raises_as_numpy_api(
+        lambda: fastsm.batch_norm_forward(x, running_mean=rm, running_var=rv, **kwargs),
+        lambda: fd.batch_norm_forward(untouchable(x.shape), running_mean=rm, running_var=rv,
+                                      **kwargs))
+    np.testing.assert_array_equal(rm, before[0])
+    if rv is not None:
+        np.testing.assert_array_equal(rv, before[1])
+
+
+def test_batch_norm_stats_errors():
+    raises_as_numpy_api(lambda: fastsm.batch_norm_stats(np.zeros((2, 3)), axis=-3),
+                        lambda: fd.batch_norm_stats(untouchable((2, 3)), axis=-3))
+    raises_as_numpy_api(lambda: fastsm.batch_norm_stats(np.float64(1.0)),
+                        lambda: fd.batch_norm_stats(untouchable(())))
+
+
+@pytest.mark.parametrize("X,y,coef,intercept,error,match", [
+    ((10,), (10,), (1, 2), (2,), ValueError, "X"),
+    ((10, 3), (9,), (3, 2), (2,), ValueError, "y_codes"),
+    ((10, 3), (10,), (2, 2), (2,), ValueError, "coef"),
+    ((10, 3), (10,), (3, 2), (3,), ValueError, "intercept"),
+])
+def test_linear_shape_errors(X, y, coef, intercept, error, match):
+    with pytest.raises(error, match=match):
+        fd.linear_loss_and_grad(untouchable(X), untouchable(y, np.int64), np.zeros(coef),
+                                np.zeros(intercept))
+
+
+def test_linear_float_codes_are_a_type_error():
+    with pytest.raises(TypeError, match="y_codes"):
+        fd.linear_loss_and_grad(untouchable((4, 2)), untouchable(4), np.zeros((2, 2)),
+                                np.zeros(2))
+
+
+def test_importing_fastsm_does_not_import_dask():
+    code = "import sys, fastsm; sys.exit('dask' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
