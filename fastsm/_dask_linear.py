@@ -80,6 +80,6 @@ def linear_loss_and_grad(X, y_codes, coef, intercept):
     d, C = coef.shape
     rows = da.map_blocks(_b.linear_block, X, y[:, None], coef=coef, intercept=intercept,
                          chunks=((1,) * X.numblocks[0], (1 + d * C + C,)), dtype=np.float64,
-                         meta=np.empty((0, 0)), name="fastsm-linear-loss-grad")
+                         meta=np.empty((0, 0)), token="fastsm-linear-loss-grad")
     total = rows.sum(axis=0).compute() / X.shape[0]
     return float(total[0]), total[1:1 + d * C].reshape(d, C), total[1 + d * C:]

@@ -70,7 +70,7 @@ def _whole_classes(c, want_grad, denominator):
     pairs = da.map_blocks(_b.xent_block, x, t, denominator, axis=axis, weight=c.weight,
                           ignore_index=c.ignore_index, smoothing=c.smoothing,
                           per_sample=c.reduction == "none", want_grad=want_grad,
-                          dtype=object, meta=meta(x.ndim, object), name="fastsm-xent")
+                          dtype=object, meta=meta(x.ndim, object), token="fastsm-xent")
     grad = None
     if want_grad:
         grad = da.map_blocks(_b.item, pairs, 1, dtype=c.result, meta=meta(x.ndim, c.result))

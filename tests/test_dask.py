@@ -512,3 +512,22 @@ def test_linear_float_codes_are_a_type_error():
 def test_importing_fastsm_does_not_import_dask():
     code = "import sys, fastsm; sys.exit('dask' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("chunks", [(10, 11), (10, 4)])
+def test_calls_on_other_data_never_share_graph_keys(chunks, rng):
+    """Two calls in one graph (or two L-BFGS steps on one cluster) must not
+    be taken for the same computation."""
+    logits = [rng.standard_normal((20, 11)) for _ in range(2)]
+    target = rng.integers(0, 11, 20)
+    t = da.from_array(target, chunks=chunks[0])
+    losses = dask.compute(*[fd.cross_entropy_with_grad(da.from_array(x, chunks=chunks), t)
+                            for x in logits])
+    for x, (loss, grad) in zip(logits, losses):
+        want_loss, want_grad = fastsm.cross_entropy_with_grad(x, target)
+        np.testing.assert_allclose(loss, want_loss, rtol=1e-12)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-15)
+    X = da.from_array(logits[0], chunks=chunks)
+    coefs = [rng.standard_normal((11, 3)) for _ in range(2)]
+    results = [fd.linear_loss_and_grad(X, t % 3, coef, np.zeros(3)) for coef in coefs]
+    assert results[0][0] != results[1][0]

@@ -104,3 +104,24 @@ def test_a_worker_killed_mid_computation_changes_nothing(client, tmp_path, rng):
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
     client.wait_for_workers(2, timeout=30)
+
+
+def test_softmax_regression_lbfgs_on_the_cluster(client, rng):
+    from fastsm.models import SoftmaxRegression
+
+    centers = rng.normal(scale=3.0, size=(3, 4))
+    codes = rng.integers(0, 3, 600)
+    X = centers[codes] + rng.standard_normal((600, 4))
+    labels = np.array(["cat", "dog", "eel"])[codes]
+    # Converged tightly, so that the sums' order (per block on the workers) cannot
+    # move the optimum by more than the tolerance.
+    params = dict(solver="lbfgs", l2=0.01, tol=1e-10, max_epochs=1000)
+    local = SoftmaxRegression(**params).fit(X, labels)
+    for y in (labels, da.from_array(labels, chunks=150)):
+        model = SoftmaxRegression(**params).fit(
+            client.persist(da.from_array(X, chunks=(150, 4))), y)
+        np.testing.assert_array_equal(model.classes_, local.classes_)
+        np.testing.assert_allclose(model.coefs_[0], local.coefs_[0], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(model.intercepts_[0], local.intercepts_[0], rtol=1e-5,
+                                   atol=1e-7)
+        assert model.score(X, labels) == local.score(X, labels) > 0.9
