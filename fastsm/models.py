@@ -95,7 +95,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     >>> import numpy as np
     >>> from fastsm.models import SoftmaxRegression
     >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [3.0, 3.0], [3.0, 4.0]])
-    >>> model = SoftmaxRegression(learning_rate=0.1, random_state=0).fit(X, ["a", "a", "b", "b"])
+    >>> model = SoftmaxRegression(learning_rate=0.1, tol=1e-3, random_state=0)
+    >>> model = model.fit(X, ["a", "a", "b", "b"])
     >>> model.predict([[0.0, 0.5], [3.0, 3.5]]).tolist()
     ['a', 'b']
     """
