@@ -1,6 +1,13 @@
 """Shared test inputs: arrays of every layout the API promises to handle."""
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+
+import fastsm
 
 RNG_SEED = 20261125
 
@@ -56,3 +63,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def run_python(tmp_path):
+    """Runs `code` in a fresh interpreter that imports the fastsm under test:
+    from an empty directory, so that a source checkout in the current
+    directory cannot shadow the built package."""
+    root = str(pathlib.Path(fastsm.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH")) if p))
+
+    def run(code):
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=tmp_path, env=env)
+    return run

@@ -2,8 +2,6 @@
 along the axis an operation runs on, across it, unevenly, one row per chunk.
 Run on the synchronous scheduler; tests/test_dask_cluster.py runs on a
 distributed cluster."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -509,9 +507,9 @@ def test_linear_float_codes_are_a_type_error():
                                 np.zeros(2))
 
 
-def test_importing_fastsm_does_not_import_dask():
-    code = "import sys, fastsm; sys.exit('dask' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+def test_importing_fastsm_does_not_import_dask(run_python):
+    result = run_python("import sys, fastsm; sys.exit('dask' in sys.modules)")
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("chunks", [(10, 11), (10, 4)])

@@ -4,7 +4,6 @@ optimizer steps by hand and against PyTorch, training facts, reproducibility,
 labels of any type, partial_fit, the L-BFGS path (a Dask X through the
 fastsm.dask contract), errors.  Parts that need scikit-learn are in
 test_models_sklearn.py."""
-import subprocess
 import sys
 import textwrap
 import threading
@@ -447,7 +446,7 @@ def test_bad_data_is_rejected(X, y, error, match):
 
 # ---- without scikit-learn --------------------------------------------------
 
-def test_works_without_scikit_learn():
+def test_works_without_scikit_learn(run_python):
     code = textwrap.dedent("""
         import sys
         sys.modules["sklearn"] = None  # import sklearn raises ImportError
@@ -472,6 +471,6 @@ def test_works_without_scikit_learn():
         assert repr(model).startswith("SoftmaxRegression(")
         print("ok")
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
