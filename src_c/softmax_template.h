@@ -235,12 +235,20 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
         const ptrdiff_t end = t1 * c->block < c->outer ? t1 * c->block : c->outer;               \
         REAL ta[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW], tb[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW];   \
         REAL rows[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW + VW]; /* + what from_lanes writes past */ \
+        /* Results go straight to out unless streamed or in place (what from_lanes             \
+         * writes past the rows would overwrite input not read yet). */                           \
+        const int direct = !c->stream && c->out != c->a && c->out != c->b;                        \
         for (ptrdiff_t r = t0 * c->block; r < end; r += FSM_LANE_BLOCKS * VW) {                   \
             const ptrdiff_t count = end - r < FSM_LANE_BLOCKS * VW ? end - r : FSM_LANE_BLOCKS * VW; \
             FSM_K(to_lanes)(c->a + r * n, count, n, ta);                                          \
             if (c->b) FSM_K(to_lanes)(c->b + r * n, count, n, tb);                                \
             for (ptrdiff_t k = 0; k < count; k += VW)                                             \
                 FSM_K(OP##_block)(ta + k * n, tb + k * n, ta + k * n, n, VW, VW);                 \
+            /* what from_lanes writes past, this task writes next */                             \
+            if (direct && (end - r - count) * n >= VW) {                                          \
+                FSM_K(from_lanes)(ta, count, n, c->out + r * n);                                  \
+                continue;                                                                         \
+            }                                                                                     \
             FSM_K(from_lanes)(ta, count, n, rows);                                                \
             if (c->stream)                                                                        \
                 FSM_CAT(fsm_stream_copy_, SUF)(c->out + r * n, rows, count * n);                  \
