@@ -234,19 +234,26 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
         const ptrdiff_t n = c->n;                                                                 \
         const ptrdiff_t end = t1 * c->block < c->outer ? t1 * c->block : c->outer;               \
         REAL ta[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW], tb[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW];   \
-        REAL rows[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW];                                          \
+        REAL rows[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW + VW]; /* + what from_lanes writes past */ \
+        /* Results go straight to out unless streamed or in place (what from_lanes             \
+         * writes past the rows would overwrite input not read yet). */                           \
+        const int direct = !c->stream && c->out != c->a && c->out != c->b;                        \
         for (ptrdiff_t r = t0 * c->block; r < end; r += FSM_LANE_BLOCKS * VW) {                   \
             const ptrdiff_t count = end - r < FSM_LANE_BLOCKS * VW ? end - r : FSM_LANE_BLOCKS * VW; \
             FSM_K(to_lanes)(c->a + r * n, count, n, ta);                                          \
             if (c->b) FSM_K(to_lanes)(c->b + r * n, count, n, tb);                                \
             for (ptrdiff_t k = 0; k < count; k += VW)                                             \
                 FSM_K(OP##_block)(ta + k * n, tb + k * n, ta + k * n, n, VW, VW);                 \
-            if (c->stream && count % VW == 0) {                                                   \
-                FSM_CAT(fsm_lanes_to_rows_, SUF)(ta, n, count / VW, rows);                        \
-                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r * n, rows, count * n);                  \
-            } else {                                                                              \
+            /* what from_lanes writes past, this task writes next */                             \
+            if (direct && (end - r - count) * n >= VW) {                                          \
                 FSM_K(from_lanes)(ta, count, n, c->out + r * n);                                  \
+                continue;                                                                         \
             }                                                                                     \
+            FSM_K(from_lanes)(ta, count, n, rows);                                                \
+            if (c->stream)                                                                        \
+                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r * n, rows, count * n);                  \
+            else                                                                                  \
+                memcpy(c->out + r * n, rows, (size_t)(count * n) * sizeof(REAL));                 \
         }                                                                                         \
         if (c->stream) fsm_stream_fence();                                                        \
     }                                                                                             \
@@ -289,11 +296,11 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
 
 /* count short rows (count <= FSM_LANE_BLOCKS * VW) into lane form, block
  * after block (transpose.h), the unused lanes of a last partial block 0; and
- * back. */
+ * back, writing up to VW elements past the rows. */
 FSM_ALWAYS_INLINE void FSM_K(to_lanes)(const REAL *rows, ptrdiff_t count, ptrdiff_t n, REAL *lanes)
 {
     const ptrdiff_t full = count / VW * VW;
-    if (full) FSM_CAT(fsm_rows_to_lanes_, SUF)(rows, n, full / VW, lanes);
+    if (full) FSM_CAT(fsm_rows_to_lanes_tiled_, SUF)(rows, n, full / VW, lanes);
     if (full == count) return;
     rows += full * n;
     lanes += full * n;
@@ -304,7 +311,7 @@ FSM_ALWAYS_INLINE void FSM_K(to_lanes)(const REAL *rows, ptrdiff_t count, ptrdif
 FSM_ALWAYS_INLINE void FSM_K(from_lanes)(const REAL *lanes, ptrdiff_t count, ptrdiff_t n, REAL *rows)
 {
     const ptrdiff_t full = count / VW * VW;
-    if (full) FSM_CAT(fsm_lanes_to_rows_, SUF)(lanes, n, full / VW, rows);
+    if (full) FSM_CAT(fsm_lanes_to_rows_padded_, SUF)(lanes, n, full / VW, rows);
     rows += full * n;
     lanes += full * n;
     for (ptrdiff_t k = 0; k < count - full; k++)

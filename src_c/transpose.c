@@ -15,12 +15,11 @@ FSM_MOVE_SCALAR(double, FSM_LANES_F64, move_scalar_f64)
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
-/* One 8x8 tile: dst[j*ds + k] = src[k*ss + j] for j, k < 8. */
-__attribute__((target("avx"))) static inline void tile_f32(const float *src, ptrdiff_t ss,
-                                                           float *dst, ptrdiff_t ds)
+/* Transposes the 8x8 tile in a[0..7] (a[k] = row k) in registers: a[j]
+ * becomes column j. */
+__attribute__((target("avx"))) static inline void transpose_f32(__m256 a[8])
 {
-    __m256 a[8], b[8];
-    for (int k = 0; k < 8; k++) a[k] = _mm256_loadu_ps(src + k * ss);
+    __m256 b[8];
     for (int k = 0; k < 8; k += 2) {
         b[k] = _mm256_unpacklo_ps(a[k], a[k + 1]);
         b[k + 1] = _mm256_unpackhi_ps(a[k], a[k + 1]);
@@ -34,25 +33,41 @@ __attribute__((target("avx"))) static inline void tile_f32(const float *src, ptr
     /* a[0..3] hold columns 0,1,2,3 (low half) and 4,5,6,7 (high half) of
      * rows 0-3; a[4..7] the same of rows 4-7. */
     for (int k = 0; k < 4; k++) {
-        _mm256_storeu_ps(dst + k * ds, _mm256_permute2f128_ps(a[k], a[k + 4], 0x20));
-        _mm256_storeu_ps(dst + (k + 4) * ds, _mm256_permute2f128_ps(a[k], a[k + 4], 0x31));
+        b[k] = _mm256_permute2f128_ps(a[k], a[k + 4], 0x20);
+        b[k + 4] = _mm256_permute2f128_ps(a[k], a[k + 4], 0x31);
     }
+    for (int k = 0; k < 8; k++) a[k] = b[k];
+}
+
+/* One 8x8 tile: dst[j*ds + k] = src[k*ss + j] for j, k < 8. */
+__attribute__((target("avx"))) static inline void tile_f32(const float *src, ptrdiff_t ss,
+                                                           float *dst, ptrdiff_t ds)
+{
+    __m256 a[8];
+    for (int k = 0; k < 8; k++) a[k] = _mm256_loadu_ps(src + k * ss);
+    transpose_f32(a);
+    for (int k = 0; k < 8; k++) _mm256_storeu_ps(dst + k * ds, a[k]);
+}
+
+/* The 4x4 tile of doubles in a[0..3], transposed in registers. */
+__attribute__((target("avx"))) static inline void transpose_f64(__m256d a[4])
+{
+    const __m256d b0 = _mm256_unpacklo_pd(a[0], a[1]), b1 = _mm256_unpackhi_pd(a[0], a[1]);
+    const __m256d b2 = _mm256_unpacklo_pd(a[2], a[3]), b3 = _mm256_unpackhi_pd(a[2], a[3]);
+    a[0] = _mm256_permute2f128_pd(b0, b2, 0x20);
+    a[1] = _mm256_permute2f128_pd(b1, b3, 0x20);
+    a[2] = _mm256_permute2f128_pd(b0, b2, 0x31);
+    a[3] = _mm256_permute2f128_pd(b1, b3, 0x31);
 }
 
 /* One 4x4 tile of doubles. */
 __attribute__((target("avx"))) static inline void tile_f64(const double *src, ptrdiff_t ss,
                                                            double *dst, ptrdiff_t ds)
 {
-    __m256d a[4], b[4];
+    __m256d a[4];
     for (int k = 0; k < 4; k++) a[k] = _mm256_loadu_pd(src + k * ss);
-    b[0] = _mm256_unpacklo_pd(a[0], a[1]);
-    b[1] = _mm256_unpackhi_pd(a[0], a[1]);
-    b[2] = _mm256_unpacklo_pd(a[2], a[3]);
-    b[3] = _mm256_unpackhi_pd(a[2], a[3]);
-    _mm256_storeu_pd(dst + 0 * ds, _mm256_permute2f128_pd(b[0], b[2], 0x20));
-    _mm256_storeu_pd(dst + 1 * ds, _mm256_permute2f128_pd(b[1], b[3], 0x20));
-    _mm256_storeu_pd(dst + 2 * ds, _mm256_permute2f128_pd(b[0], b[2], 0x31));
-    _mm256_storeu_pd(dst + 3 * ds, _mm256_permute2f128_pd(b[1], b[3], 0x31));
+    transpose_f64(a);
+    for (int k = 0; k < 4; k++) _mm256_storeu_pd(dst + k * ds, a[k]);
 }
 
 /* The whole LxL tiles of a block, tile at column c of the rows going from
@@ -71,6 +86,53 @@ __attribute__((target("avx"))) static inline void tile_f64(const double *src, pt
 FSM_TILES(float, FSM_LANES_F32, tiles_f32, tile_f32)
 FSM_TILES(double, FSM_LANES_F64, tiles_f64, tile_f64)
 
+/* Tiles for the w < L columns left over at the end of short rows (w >= 1).
+ * In: masked loads read those columns only, never past the rows' end.  Out:
+ * each row is stored L wide, running L - w elements past its end. */
+#define FSM_TAILS(REAL, L, VEC, X, IOTA, SUF)                                                \
+    __attribute__((target("avx"))) static inline void tail_in_##SUF(                         \
+        const REAL *src, ptrdiff_t ss, REAL *dst, ptrdiff_t ds, ptrdiff_t w)                 \
+    {                                                                                        \
+        const VEC mask = _mm256_cmp_##X(IOTA, _mm256_set1_##X((REAL)w), _CMP_LT_OQ);        \
+        VEC a[L];                                                                            \
+        for (int k = 0; k < L; k++)                                                          \
+            a[k] = _mm256_maskload_##X(src + k * ss, _mm256_cast##X##_si256(mask));          \
+        transpose_##SUF(a);                                                                  \
+        for (ptrdiff_t j = 0; j < w; j++) _mm256_storeu_##X(dst + j * ds, a[j]);             \
+    }                                                                                        \
+    __attribute__((target("avx"))) static inline void tail_out_##SUF(                        \
+        const REAL *src, ptrdiff_t ss, REAL *dst, ptrdiff_t ds, ptrdiff_t w)                 \
+    {                                                                                        \
+        VEC a[L];                                                                            \
+        for (ptrdiff_t j = 0; j < L; j++)                                                    \
+            a[j] = j < w ? _mm256_loadu_##X(src + j * ss) : _mm256_setzero_##X();            \
+        transpose_##SUF(a);                                                                  \
+        for (int k = 0; k < L; k++) _mm256_storeu_##X(dst + k * ds, a[k]);                  \
+    }                                                                                        \
+    __attribute__((target("avx"))) static void tiled_in_##SUF(const REAL *rows, ptrdiff_t n, \
+                                                              ptrdiff_t blocks, REAL *lanes) \
+    {                                                                                        \
+        for (ptrdiff_t b = 0; b < blocks; b++, rows += L * n, lanes += L * n) {              \
+            const ptrdiff_t c = tiles_##SUF(rows, n, 1, lanes, L, L, n);                     \
+            if (c < n) tail_in_##SUF(rows + c, n, lanes + c * L, L, n - c);                  \
+        }                                                                                    \
+    }                                                                                        \
+    /* The tail first: the tiles after it, and the next block, overwrite what                \
+     * it wrote past its rows. */                                                            \
+    __attribute__((target("avx"))) static void tiled_out_##SUF(const REAL *lanes,            \
+                                                               ptrdiff_t n, ptrdiff_t blocks, \
+                                                               REAL *rows)                   \
+    {                                                                                        \
+        const ptrdiff_t c = n / L * L;                                                       \
+        for (ptrdiff_t b = 0; b < blocks; b++, rows += L * n, lanes += L * n) {              \
+            if (c < n) tail_out_##SUF(lanes + c * L, L, rows + c, n, n - c);                 \
+            tiles_##SUF(lanes, L, L, rows, n, 1, n);                                         \
+        }                                                                                    \
+    }
+
+FSM_TAILS(float, FSM_LANES_F32, __m256, ps, _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), f32)
+FSM_TAILS(double, FSM_LANES_F64, __m256d, pd, _mm256_setr_pd(0, 1, 2, 3), f64)
+
 static int fsm_has_avx(void)
 {
     static int known = -1; /* a benign race: every thread computes the same value */
@@ -88,6 +150,10 @@ static int fsm_has_avx(void)
 #define FSM_HAS_TILES() 0
 #define tiles_f32(src, ss, sc, dst, ds, dc, n) ((ptrdiff_t)0)
 #define tiles_f64(src, ss, sc, dst, ds, dc, n) ((ptrdiff_t)0)
+#define tiled_in_f32(rows, n, blocks, lanes) ((void)0)
+#define tiled_in_f64(rows, n, blocks, lanes) ((void)0)
+#define tiled_out_f32(lanes, n, blocks, rows) ((void)0)
+#define tiled_out_f64(lanes, n, blocks, rows) ((void)0)
 
 #endif
 
@@ -114,3 +180,25 @@ static int fsm_has_avx(void)
 
 FSM_BLOCK_MOVES(float, FSM_LANES_F32, f32)
 FSM_BLOCK_MOVES(double, FSM_LANES_F64, f64)
+
+/* Every column in tiles where the CPU has them, else as above. */
+#define FSM_TILED_MOVES(REAL, SUF)                                                          \
+    void fsm_rows_to_lanes_tiled_##SUF(const REAL *rows, ptrdiff_t n, ptrdiff_t blocks,     \
+                                       REAL *lanes)                                          \
+    {                                                                                        \
+        if (FSM_HAS_TILES())                                                                 \
+            tiled_in_##SUF(rows, n, blocks, lanes);                                          \
+        else                                                                                 \
+            fsm_rows_to_lanes_##SUF(rows, n, blocks, lanes);                                 \
+    }                                                                                        \
+    void fsm_lanes_to_rows_padded_##SUF(const REAL *lanes, ptrdiff_t n, ptrdiff_t blocks,   \
+                                        REAL *rows)                                          \
+    {                                                                                        \
+        if (FSM_HAS_TILES())                                                                 \
+            tiled_out_##SUF(lanes, n, blocks, rows);                                         \
+        else                                                                                 \
+            fsm_lanes_to_rows_##SUF(lanes, n, blocks, rows);                                 \
+    }
+
+FSM_TILED_MOVES(float, f32)
+FSM_TILED_MOVES(double, f64)

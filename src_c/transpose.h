@@ -18,4 +18,13 @@ void fsm_lanes_to_rows_f32(const float *lanes, ptrdiff_t n, ptrdiff_t blocks, fl
 void fsm_rows_to_lanes_f64(const double *rows, ptrdiff_t n, ptrdiff_t blocks, double *lanes);
 void fsm_lanes_to_rows_f64(const double *lanes, ptrdiff_t n, ptrdiff_t blocks, double *rows);
 
+/* The same moves with the columns left over (n % L of them) in tiles too:
+ * faster for short rows.  fsm_lanes_to_rows_padded writes L - 1 elements
+ * past the end of `rows` (garbage, in memory the caller owns). */
+void fsm_rows_to_lanes_tiled_f32(const float *rows, ptrdiff_t n, ptrdiff_t blocks, float *lanes);
+void fsm_lanes_to_rows_padded_f32(const float *lanes, ptrdiff_t n, ptrdiff_t blocks, float *rows);
+void fsm_rows_to_lanes_tiled_f64(const double *rows, ptrdiff_t n, ptrdiff_t blocks, double *lanes);
+void fsm_lanes_to_rows_padded_f64(const double *lanes, ptrdiff_t n, ptrdiff_t blocks,
+                                  double *rows);
+
 #endif

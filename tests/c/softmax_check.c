@@ -103,12 +103,15 @@ RUN_CHECKS(double, f64, 1e-12)
 
 int main(void)
 {
-    /* Lengths around the vector widths (4 doubles, 8 floats), the lane count
-     * (16), the short-row limit (64), the slab width and the float sums'
-     * flush block (128), and the scratch sizes. */
-    const ptrdiff_t lengths[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 127, 128,
-                                 129, 136, 255, 257, 4097};
-    const ptrdiff_t counts[] = {1, 2, 3, 17, 129, 401};
+    /* Every short length up to 17 (the tiles of 4 doubles and 8 floats and
+     * the columns left over), lengths around the short-row limit (64), the
+     * slab width and the float sums' flush block (128), and the scratch
+     * sizes; row counts around the blocks of short rows moved into lanes
+     * together (4 vectors: 16 doubles, 32 floats) and the rows per task (256). */
+    const ptrdiff_t lengths[] = {1,  2,  3,  4,  5,  6,  7,   8,   9,   10,  11,  12, 13,
+                                 14, 15, 16, 17, 23, 31, 33,  63,  64,  65,  127, 128, 129,
+                                 136, 255, 257, 4097};
+    const ptrdiff_t counts[] = {1, 2, 3, 8, 15, 16, 17, 31, 32, 33, 129, 257, 401};
     const int nl = sizeof lengths / sizeof *lengths, nc = sizeof counts / sizeof *counts;
     for (int a = 0; a < nl; a++)
         for (int b = 0; b < nc; b++)
