@@ -439,6 +439,28 @@ def test_an_overflowing_term_with_factor_zero_is_nan_as_in_torch():
     assert np.isnan(fastsm.cross_entropy(x, t, weight=w, label_smoothing=1.0, reduction="none")[0])
 
 
+@pytest.mark.parametrize("inner", [1, 3, 17])
+def test_an_overflowing_log_probability_overflows_as_in_torch_in_every_layout(inner):
+    # float32: x_t = -2^127 beside a max of 2^127 makes log p_t = -2^128 = -inf in
+    # PyTorch's float32 arithmetic, so its NLL term is inf (times 1 - eps: NaN at
+    # eps = 1) and its smoothing term inf; whether the classes are rows
+    # (inner = 1) or columns.
+    torch = pytest.importorskip("torch")
+    big = np.float32(2.0 ** 127)
+    rows = np.array([[-4.2, big, -big, 2.5], [0.5, 1.0, -1.0, 2.0]], np.float32)
+    x = np.ascontiguousarray(np.repeat(rows[:, :, None], inner, axis=2))  # classes on axis 1
+    t = np.array([[2] * inner, [0] * inner])
+    w = np.array([1.0, 2.0, 0.5, 1.5], np.float32)
+    for smoothing in (1.0, 0.5, 0.0):
+        want = torch.nn.functional.cross_entropy(
+            torch.tensor(x), torch.tensor(t), weight=torch.tensor(w), reduction="none",
+            label_smoothing=smoothing).numpy()
+        for impl in (fastsm, ref):
+            loss = impl.cross_entropy(x, t, axis=1, weight=w, reduction="none",
+                                      label_smoothing=smoothing)
+            np.testing.assert_allclose(loss, want, rtol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.3, 1])
