@@ -116,11 +116,13 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_shifted_dot)(const REAL *x, const REAL *w, 
  * and d = sum w (x - max): PyTorch's (1-eps) w_y (lse - x[y]) + eps/n
  * sum w (lse - x), each term as it stands, so that a term that overflows
  * gives NaN when its factor is 0 (label_smoothing 1), as in PyTorch; the
- * smoothing term only when there is smoothing (it is -inf for a -inf logit). */
+ * smoothing term only when there is smoothing (it is -inf for a -inf logit).
+ * The NLL term is rounded to REAL, where PyTorch computes it: in float32 it
+ * overflows to inf where its double value would not. */
 FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_loss)(const FSM_X(fsm_xent_ctx) *c, ACC w_y, ACC lse,
                                                  ACC xy, ACC d)
 {
-    const ACC nll = c->keep * (w_y * (lse - xy));
+    const ACC nll = c->keep * (ACC)(REAL)(w_y * (lse - xy));
     return c->smooth != 0 ? nll + c->smooth * (c->weight_total * lse - d) : nll;
 }
 

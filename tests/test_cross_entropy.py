@@ -439,19 +439,26 @@ def test_an_overflowing_term_with_factor_zero_is_nan_as_in_torch():
     assert np.isnan(fastsm.cross_entropy(x, t, weight=w, label_smoothing=1.0, reduction="none")[0])
 
 
+JUST_BELOW_2_127 = float(np.nextafter(np.float32(2.0 ** 127), np.float32(0)))
+
+
+@pytest.mark.parametrize("big,weight_of_target", [(2.0 ** 127, 0.5), (2.0 ** 127, 1.72),
+                                                  (JUST_BELOW_2_127, 1.72)])
 @pytest.mark.parametrize("inner", [1, 3, 17])
-def test_an_overflowing_log_probability_overflows_as_in_torch_in_every_layout(inner):
+def test_an_overflowing_log_probability_overflows_as_in_torch_in_every_layout(
+        inner, big, weight_of_target):
     # float32: x_t = -2^127 beside a max of 2^127 makes log p_t = -2^128 = -inf in
     # PyTorch's float32 arithmetic, so its NLL term is inf (times 1 - eps: NaN at
-    # eps = 1) and its smoothing term inf; whether the classes are rows
-    # (inner = 1) or columns.
+    # eps = 1) and its smoothing term inf; just below 2^127, log p_t is finite
+    # but w_t log p_t may overflow.  Whether the classes are rows (inner = 1) or
+    # columns.
     torch = pytest.importorskip("torch")
-    big = np.float32(2.0 ** 127)
+    big = np.float32(big)
     rows = np.array([[-4.2, big, -big, 2.5], [0.5, 1.0, -1.0, 2.0]], np.float32)
     x = np.ascontiguousarray(np.repeat(rows[:, :, None], inner, axis=2))  # classes on axis 1
     t = np.array([[2] * inner, [0] * inner])
-    w = np.array([1.0, 2.0, 0.5, 1.5], np.float32)
-    for smoothing in (1.0, 0.5, 0.0):
+    w = np.array([1.0, 2.0, weight_of_target, 1.5], np.float32)
+    for smoothing in (1.0, 0.0):
         want = torch.nn.functional.cross_entropy(
             torch.tensor(x), torch.tensor(t), weight=torch.tensor(w), reduction="none",
             label_smoothing=smoothing).numpy()
@@ -459,6 +466,20 @@ def test_an_overflowing_log_probability_overflows_as_in_torch_in_every_layout(in
             loss = impl.cross_entropy(x, t, axis=1, weight=w, reduction="none",
                                       label_smoothing=smoothing)
             np.testing.assert_allclose(loss, want, rtol=1e-6)
+
+
+def test_the_smoothing_term_is_summed_in_float64_unlike_torch():
+    # Where only the float32 sum of the smoothing term overflows, PyTorch gives
+    # inf; fastsm (and its reference) sum in float64 and give the finite value.
+    big = np.float32(JUST_BELOW_2_127)
+    x = np.array([[-4.2, big, -big, 2.5]], np.float32)
+    w = np.array([1.0, 2.0, 0.5, 1.5])
+    logp = x.astype(np.float64) - np.float64(big)  # log-sum-exp is the max here
+    want = np.float32(-(w * logp).sum() / 4)
+    for impl in (fastsm, ref):
+        loss = impl.cross_entropy(x, [2], weight=w.astype(np.float32), reduction="none",
+                                  label_smoothing=1.0)
+        np.testing.assert_allclose(loss, [want], rtol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
