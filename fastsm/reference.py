@@ -233,8 +233,8 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
             running_var[...] = ((1 - args.momentum) * running_var
                                 + args.momentum * var * count / (count - 1))
     else:
-        mean = running_mean.astype(np.float64)
-        var = running_var.astype(np.float64)
+        mean = np.asarray(running_mean, np.float64)
+        var = np.asarray(running_var, np.float64)
     invstd = 1 / np.sqrt(var + args.eps)
     scale = invstd if args.weight is None else invstd * args.weight
     shift = np.zeros(v.C) if args.bias is None else args.bias

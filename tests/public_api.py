@@ -253,6 +253,31 @@ def _log_softmax_backward_domain(kw, axis):
     return kw
 
 
+def _product_safe(a, largest_factor):
+    """Finite values clipped so that products with factors up to
+    `largest_factor` stay _sum_safe; NaN and +-inf as they are."""
+    a = np.asarray(a)
+    if a.dtype.kind != "f" or a.size == 0:
+        return a
+    bound = np.sqrt(float(np.finfo(a.dtype).max) / (2 * a.size) / largest_factor)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(a), np.clip(a, -bound, bound), a).astype(a.dtype)
+
+
+def _bn_backward_domain(kw, axis):
+    # dweight sums grad * (x - mean) * invstd: with invstd below 1e3 and every
+    # factor of the product bounded, no partial sum can overflow.
+    kw = dict(kw)
+    for key in ("grad", "x"):
+        kw[key] = _product_safe(kw[key], 4e3)
+    for key in ("mean", "invstd"):
+        a = np.asarray(kw[key])
+        if a.dtype.kind == "f":
+            kw[key] = (_product_safe(a, 4e3 * np.size(kw["x"])) if key == "mean"
+                       else np.where(np.isfinite(a), np.clip(a, -1e3, 1e3), a))
+    return kw
+
+
 def _make_softmax_backward(rng, shape, dtype, axis, special):
     return _softmax_backward_domain({"grad": values(rng, shape, dtype, special),
                                      "y": distribution(rng, shape, dtype, axis, special),
@@ -554,6 +579,7 @@ BATCH_NORM = [
           + out_cases(lambda kw: np.zeros(np.shape(kw["x"]), _float_dtype(kw["x"].dtype)))),
     Entry("batch_norm_backward", _make_bn_backward, "int", ("grad", "x"), out_index=0,
           inplace=("grad",), min_ndim=2, min_side=1, scale=_bn_scale,
+          to_domain=_bn_backward_domain,
           bad=array_cases("grad") + array_cases("x") + (_shape_mismatch("x"),)
           + axis_cases(_ndim("x"), False)
           + (Bad("mean", lambda kw: np.zeros(np.size(kw["mean"]) + 1), ValueError, id="shape"),
