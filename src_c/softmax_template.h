@@ -7,7 +7,8 @@
  * Each operation is written for two shapes of work, in explicit vectors:
  *  - OP_row: one contiguous slice of n elements (rows, n >= FSM_SHORT_ROW),
  *    done in a few passes that keep the row in cache, the last one writing
- *    the result (with streaming stores for results larger than the caches);
+ *    the result (through the cache: on this hardware streaming stores were
+ *    slower for every shape measured, and much slower in place);
  *  - OP_block: VW slices side by side, one per vector lane, element i of
  *    slice k at i*si + k.  Columns (inner > 1) are blocks in place; short
  *    rows are moved VW at a time into the lanes of a small buffer, done there
@@ -17,18 +18,15 @@
  * run in ACC.  Every slice reduces in a fixed order, whatever the thread
  * split. */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "slice_template.h"
-#include "stream.h"
 #include "transpose.h"
 
 #define FSM_SHORT_ROW 64        /* rows shorter than this are done as blocks */
 #define FSM_SLAB 128            /* columns per task when inner > 1 */
 #define FSM_ROW_GROUP 256       /* short rows per task */
 #define FSM_LANE_BLOCKS 4       /* blocks of VW short rows moved into lanes at a time */
-#define FSM_ROW_SCRATCH 32768   /* longest row streamed through a scratch row (kept in L2) */
 #define FSM_FLUSH 16            /* vectors summed in REAL lanes before adding them to ACC lanes */
 
 #define FSM_K(name) FSM_CAT(name##_, SUF)
@@ -40,7 +38,6 @@ typedef struct {
     ptrdiff_t outer, n, inner;
     ptrdiff_t block;   /* rows per task, or columns per task */
     ptrdiff_t blocks_per_outer;
-    int stream;        /* write the result with streaming stores */
 } FSM_K(fsm_slices);
 
 /* ---- vector helpers ------------------------------------------------------ */
@@ -66,21 +63,17 @@ FSM_ALWAYS_INLINE VREAL FSM_K(vload)(const REAL *p, ptrdiff_t w, REAL fill)
     return v;
 }
 
-/* Writes the first w lanes of *v to p; with stream (p 16-byte aligned, w ==
- * VW), past the caches. */
-FSM_ALWAYS_INLINE void FSM_K(vstore_at)(REAL *p, const VREAL *v, ptrdiff_t w, int stream)
+/* Writes the first w lanes of *v to p. */
+FSM_ALWAYS_INLINE void FSM_K(vstore_at)(REAL *p, const VREAL *v, ptrdiff_t w)
 {
-    if (w == VW && stream)
-        fsm_stream_v32(p, v);
-    else
-        memcpy(p, v, (size_t)w * sizeof(REAL));
+    memcpy(p, v, (size_t)w * sizeof(REAL));
 }
 
 /* The same for the value of an expression. */
-#define FSM_VSTORE(p, value, w, stream)                                                   \
+#define FSM_VSTORE(p, value, w)                                                           \
     do {                                                                                  \
         const VREAL v_ = (value);                                                         \
-        FSM_K(vstore_at)(p, &v_, w, stream);                                              \
+        FSM_K(vstore_at)(p, &v_, w);                                                      \
     } while (0)
 
 /* VEXP_NONPOS of an expression. */
@@ -126,13 +119,6 @@ FSM_ALWAYS_INLINE ACC FSM_K(hsum)(ACC *acc)
     return acc[0];
 }
 
-/* Asks for the next row while this one is computed, so that the max pass
- * does not stall on memory. */
-FSM_ALWAYS_INLINE void FSM_K(fsm_prefetch)(const REAL *p, ptrdiff_t n)
-{
-    for (ptrdiff_t i = 0; i < n; i += 64 / (ptrdiff_t)sizeof(REAL)) __builtin_prefetch(p + i);
-}
-
 /* ---- row passes ----------------------------------------------------------- */
 
 /* Largest entry, ignoring NaN; -inf for a row of NaN and -inf only. */
@@ -165,14 +151,14 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_exp_sum)(const REAL *x, REAL *e, ptrdiff_t n, RE
         for (; i + VW <= end; i += VW) {
             VREAL ei;
             FSM_VEXP_NONPOS(FSM_K(vload)(x + i, VW, 0) - m, ei);
-            if (e) FSM_K(vstore_at)(e + i, &ei, VW, 0);
+            if (e) FSM_K(vstore_at)(e + i, &ei, VW);
             s += ei;
         }
         if (i < end) { /* the end of the row */
             const ptrdiff_t w = end - i;
             VREAL ei;
             FSM_VEXP_NONPOS(FSM_K(vload)(x + i, w, (REAL)-INFINITY) - m, ei);
-            if (e) FSM_K(vstore_at)(e + i, &ei, w, 0);
+            if (e) FSM_K(vstore_at)(e + i, &ei, w);
             s += ei;
             i = end;
         }
@@ -208,7 +194,7 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
 /* ---- drivers -------------------------------------------------------------- */
 
 /* Defines the range functions that the threads run for operation OP, from
- * OP_row(a, b, out, scratch, n, stream) and OP_block(a, b, out, n, si, w),
+ * OP_row(a, b, out, n) and OP_block(a, b, out, n, si, w),
  * and OP_run, which splits the work among threads. */
 #define FSM_DEFINE_RUN(OP)                                                                        \
     FSM_HOT static void FSM_K(OP##_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)                   \
@@ -216,17 +202,8 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
         const FSM_K(fsm_slices) *c = ctx;                                                         \
         const ptrdiff_t n = c->n;                                                                 \
         const REAL *b = c->b;                                                                     \
-        REAL *scratch = c->stream ? malloc(n * sizeof *scratch) : NULL;                           \
-        const int stream = scratch != NULL;                                                       \
-        for (ptrdiff_t r = r0; r < r1; r++) {                                                     \
-            if (stream && r + 1 < r1) FSM_K(fsm_prefetch)(c->a + (r + 1) * n, n);                 \
-            FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, c->out + r * n, scratch, n,       \
-                            stream);                                                              \
-        }                                                                                         \
-        if (stream) {                                                                             \
-            fsm_stream_fence();                                                                   \
-            free(scratch);                                                                        \
-        }                                                                                         \
+        for (ptrdiff_t r = r0; r < r1; r++)                                                       \
+            FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, c->out + r * n, n);               \
     }                                                                                             \
     FSM_HOT static void FSM_K(OP##_short_rows)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)             \
     {                                                                                             \
@@ -235,9 +212,9 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
         const ptrdiff_t end = t1 * c->block < c->outer ? t1 * c->block : c->outer;               \
         REAL ta[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW], tb[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW];   \
         REAL rows[FSM_LANE_BLOCKS * FSM_SHORT_ROW * VW + VW]; /* + what from_lanes writes past */ \
-        /* Results go straight to out unless streamed or in place (what from_lanes             \
-         * writes past the rows would overwrite input not read yet). */                           \
-        const int direct = !c->stream && c->out != c->a && c->out != c->b;                        \
+        /* Results go straight to out unless in place (what from_lanes writes past            \
+         * the rows would overwrite input not read yet). */                                       \
+        const int direct = c->out != c->a && c->out != c->b;                                      \
         for (ptrdiff_t r = t0 * c->block; r < end; r += FSM_LANE_BLOCKS * VW) {                   \
             const ptrdiff_t count = end - r < FSM_LANE_BLOCKS * VW ? end - r : FSM_LANE_BLOCKS * VW; \
             FSM_K(to_lanes)(c->a + r * n, count, n, ta);                                          \
@@ -250,12 +227,8 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
                 continue;                                                                         \
             }                                                                                     \
             FSM_K(from_lanes)(ta, count, n, rows);                                                \
-            if (c->stream)                                                                        \
-                FSM_CAT(fsm_stream_copy_, SUF)(c->out + r * n, rows, count * n);                  \
-            else                                                                                  \
-                memcpy(c->out + r * n, rows, (size_t)(count * n) * sizeof(REAL));                 \
+            memcpy(c->out + r * n, rows, (size_t)(count * n) * sizeof(REAL));                     \
         }                                                                                         \
-        if (c->stream) fsm_stream_fence();                                                        \
     }                                                                                             \
     FSM_HOT static void FSM_K(OP##_columns)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)                \
     {                                                                                             \
@@ -277,12 +250,9 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
     static void FSM_K(OP##_run)(FSM_K(fsm_slices) * c, int max_threads)                           \
     {                                                                                             \
         const ptrdiff_t n = c->n;                                                                 \
-        const int big = c->outer * n * c->inner * (ptrdiff_t)sizeof(REAL) >= FSM_STREAM_BYTES;    \
         if (c->inner == 1 && n >= FSM_SHORT_ROW) {                                                \
-            c->stream = big && n <= FSM_ROW_SCRATCH;                                              \
             fsm_parallel_for(c->outer, n, max_threads, FSM_K(OP##_rows), c);                      \
         } else if (c->inner == 1) {                                                               \
-            c->stream = big;                                                                      \
             c->block = FSM_ROW_GROUP;                                                             \
             fsm_parallel_for((c->outer + c->block - 1) / c->block, n * c->block, max_threads,     \
                              FSM_K(OP##_short_rows), c);                                          \
@@ -320,7 +290,7 @@ FSM_ALWAYS_INLINE void FSM_K(from_lanes)(const REAL *lanes, ptrdiff_t count, ptr
 
 /* In a block: the vector of element i, and its store. */
 #define FSM_LOAD(p, i) FSM_K(vload)((p) + (i) * si, w, 0)
-#define FSM_STORE(p, i, v) FSM_VSTORE((p) + (i) * si, v, w, 0)
+#define FSM_STORE(p, i, v) FSM_VSTORE((p) + (i) * si, v, w)
 
 FSM_ALWAYS_INLINE VREAL FSM_K(block_max)(const REAL *x, ptrdiff_t n, ptrdiff_t si, ptrdiff_t w)
 {
@@ -352,16 +322,12 @@ FSM_ALWAYS_INLINE void FSM_K(block_exp_sum)(const REAL *x, REAL *e, ptrdiff_t n,
 /* ---- softmax ---------------------------------------------------------- */
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_row)(const REAL *x, const REAL *unused, REAL *out,
-                                              REAL *scratch, ptrdiff_t n, int stream)
+                                              ptrdiff_t n)
 {
     (void)unused;
     const REAL m = FSM_K(row_max)(x, n);
-    /* Streaming: the exps wait in the scratch row, and the scale is fused
-     * into the store. */
-    REAL *e = stream ? scratch : out;
-    const VREAL f = FSM_K(vsplat)((REAL)(1 / FSM_K(row_exp_sum)(x, e, n, m)));
-    const int nt = stream && !((uintptr_t)out & 15);
-    FSM_FOR_VECTORS(n, FSM_VSTORE(out + i, FSM_K(vload)(e + i, w, 0) * f, w, nt));
+    const VREAL f = FSM_K(vsplat)((REAL)(1 / FSM_K(row_exp_sum)(x, out, n, m)));
+    FSM_FOR_VECTORS(n, FSM_VSTORE(out + i, FSM_K(vload)(out + i, w, 0) * f, w));
 }
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_block)(const REAL *x, const REAL *unused, REAL *out,
@@ -381,20 +347,19 @@ FSM_DEFINE_RUN(fsm_softmax)
 void FSM_K(fsm_softmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,
                         int max_threads)
 {
-    FSM_K(fsm_slices) c = {x, NULL, out, outer, n, inner, 0, 0, 0};
+    FSM_K(fsm_slices) c = {x, NULL, out, outer, n, inner, 0, 0};
     FSM_K(fsm_softmax_run)(&c, max_threads);
 }
 
 /* ---- log_softmax: (x - max) - log(sum(exp(x - max))) ------------------- */
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_row)(const REAL *x, const REAL *unused, REAL *out,
-                                                  REAL *scratch, ptrdiff_t n, int stream)
+                                                  ptrdiff_t n)
 {
-    (void)unused, (void)scratch;
+    (void)unused;
     const REAL m = FSM_K(row_max)(x, n);
     const REAL log_sum = (REAL)log(FSM_K(row_exp_sum)(x, NULL, n, m));
-    const int nt = stream && !((uintptr_t)out & 15);
-    FSM_FOR_VECTORS(n, FSM_VSTORE(out + i, (FSM_K(vload)(x + i, w, 0) - m) - log_sum, w, nt));
+    FSM_FOR_VECTORS(n, FSM_VSTORE(out + i, (FSM_K(vload)(x + i, w, 0) - m) - log_sum, w));
 }
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_block)(const REAL *x, const REAL *unused, REAL *out,
@@ -414,22 +379,19 @@ FSM_DEFINE_RUN(fsm_log_softmax)
 void FSM_K(fsm_log_softmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n,
                             ptrdiff_t inner, int max_threads)
 {
-    FSM_K(fsm_slices) c = {x, NULL, out, outer, n, inner, 0, 0, 0};
+    FSM_K(fsm_slices) c = {x, NULL, out, outer, n, inner, 0, 0};
     FSM_K(fsm_log_softmax_run)(&c, max_threads);
 }
 
 /* ---- hardmax: one-hot of the argmax ------------------------------------ */
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_hardmax_row)(const REAL *x, const REAL *unused, REAL *out,
-                                              REAL *scratch, ptrdiff_t n, int stream)
+                                              ptrdiff_t n)
 {
-    (void)unused, (void)scratch;
+    (void)unused;
     const ptrdiff_t best = FSM_SLICE(fsm_row_argmax)(x, n);
-    const int nt = stream && !((uintptr_t)out & 15);
     const VREAL zero = {0};
-    /* The vector that will hold the 1 is written through the cache, so that
-     * the 1 is ordered after its zeros. */
-    FSM_FOR_VECTORS(n, FSM_K(vstore_at)(out + i, &zero, w, nt && (best < i || best >= i + w)));
+    FSM_FOR_VECTORS(n, FSM_K(vstore_at)(out + i, &zero, w));
     out[best] = 1;
 }
 
@@ -456,21 +418,18 @@ FSM_DEFINE_RUN(fsm_hardmax)
 void FSM_K(fsm_hardmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,
                         int max_threads)
 {
-    FSM_K(fsm_slices) c = {x, NULL, out, outer, n, inner, 0, 0, 0};
+    FSM_K(fsm_slices) c = {x, NULL, out, outer, n, inner, 0, 0};
     FSM_K(fsm_hardmax_run)(&c, max_threads);
 }
 
 /* ---- softmax_backward: y * (grad - sum(grad * y)) ----------------------- */
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_backward_row)(const REAL *g, const REAL *y, REAL *out,
-                                                       REAL *scratch, ptrdiff_t n, int stream)
+                                                       ptrdiff_t n)
 {
-    (void)scratch;
     const REAL s = (REAL)FSM_SLICE(fsm_slice_dot)(g, y, n);
-    const int nt = stream && !((uintptr_t)out & 15);
     FSM_FOR_VECTORS(n, FSM_VSTORE(out + i,
-                                     FSM_K(vload)(y + i, w, 0) * (FSM_K(vload)(g + i, w, 0) - s),
-                                     w, nt));
+                                  FSM_K(vload)(y + i, w, 0) * (FSM_K(vload)(g + i, w, 0) - s), w));
 }
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_backward_block)(const REAL *g, const REAL *y, REAL *out,
@@ -491,20 +450,17 @@ FSM_DEFINE_RUN(fsm_softmax_backward)
 void FSM_K(fsm_softmax_backward)(const REAL *grad, const REAL *y, REAL *out, ptrdiff_t outer,
                                  ptrdiff_t n, ptrdiff_t inner, int max_threads)
 {
-    FSM_K(fsm_slices) c = {grad, y, out, outer, n, inner, 0, 0, 0};
+    FSM_K(fsm_slices) c = {grad, y, out, outer, n, inner, 0, 0};
     FSM_K(fsm_softmax_backward_run)(&c, max_threads);
 }
 
 /* ---- log_softmax_backward: grad - exp(logp) * sum(grad) ----------------- */
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_backward_row)(const REAL *g, const REAL *logp,
-                                                           REAL *out, REAL *scratch, ptrdiff_t n,
-                                                           int stream)
+                                                           REAL *out, ptrdiff_t n)
 {
     const REAL s = (REAL)FSM_K(row_sum)(g, n);
-    REAL *dst = stream ? scratch : out;
-    for (ptrdiff_t i = 0; i < n; i++) dst[i] = g[i] - EXP(logp[i]) * s;
-    if (stream) FSM_CAT(fsm_stream_copy_, SUF)(out, dst, n);
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = g[i] - EXP(logp[i]) * s;
 }
 
 /* Per lane, sum(g * f) in order. */
@@ -546,7 +502,7 @@ void FSM_K(fsm_log_softmax_backward)(const REAL *grad, const REAL *logp, REAL *o
                                      ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,
                                      int max_threads)
 {
-    FSM_K(fsm_slices) c = {grad, logp, out, outer, n, inner, 0, 0, 0};
+    FSM_K(fsm_slices) c = {grad, logp, out, outer, n, inner, 0, 0};
     FSM_K(fsm_log_softmax_backward_run)(&c, max_threads);
 }
 
