@@ -49,8 +49,16 @@ typedef struct {
  * a short sum, and the loop converts to double once per block. */
 #define FSM_XENT_EXP_BLOCK (16 * FSM_LANES)
 
-/* sum(exp(x - m)), nothing written. */
-FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_sum_exp)(const REAL *x, ptrdiff_t n, REAL m)
+/* Asks for the cache lines of FSM_LANES elements at p. */
+FSM_ALWAYS_INLINE void FSM_X(fsm_xent_prefetch_lanes)(const REAL *p)
+{
+    for (ptrdiff_t k = 0; k < FSM_LANES; k += 64 / (ptrdiff_t)sizeof(REAL)) __builtin_prefetch(p + k);
+}
+
+/* sum(exp(x - m)), nothing written; the n elements at ahead (unless NULL)
+ * are fetched meanwhile, as in softmax_template.h. */
+FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_sum_exp)(const REAL *x, ptrdiff_t n, REAL m,
+                                              const REAL *ahead)
 {
     ACC lane[FSM_LANES] = {0};
     ptrdiff_t i = 0;
@@ -58,16 +66,19 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_sum_exp)(const REAL *x, ptrdiff_t n, REAL m
         REAL part[FSM_LANES] = {0};
         const ptrdiff_t end = n - i < FSM_XENT_EXP_BLOCK ? i + (n - i) / FSM_LANES * FSM_LANES
                                                         : i + FSM_XENT_EXP_BLOCK;
-        for (; i < end; i += FSM_LANES)
+        for (; i < end; i += FSM_LANES) {
+            if (ahead) FSM_X(fsm_xent_prefetch_lanes)(ahead + i);
             FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) part[k] += EXP_NONPOS(x[i + k] - m);
+        }
         FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)part[k];
     }
     for (int k = 0; i < n; i++, k++) lane[k] += (ACC)EXP_NONPOS(x[i] - m);
     return FSM_SLICE(fsm_combine_lanes)(lane);
 }
 
-/* e[i] = exp(x[i] - m) and returns sum(e); e may be x. */
-FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_store_exp)(const REAL *x, REAL *e, ptrdiff_t n, REAL m)
+/* e[i] = exp(x[i] - m) and returns sum(e); e may be x; ahead as above. */
+FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_store_exp)(const REAL *x, REAL *e, ptrdiff_t n, REAL m,
+                                                const REAL *ahead)
 {
     ACC lane[FSM_LANES] = {0};
     ptrdiff_t i = 0;
@@ -75,12 +86,14 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_store_exp)(const REAL *x, REAL *e, ptrdiff_
         REAL part[FSM_LANES] = {0};
         const ptrdiff_t end = n - i < FSM_XENT_EXP_BLOCK ? i + (n - i) / FSM_LANES * FSM_LANES
                                                         : i + FSM_XENT_EXP_BLOCK;
-        for (; i < end; i += FSM_LANES)
+        for (; i < end; i += FSM_LANES) {
+            if (ahead) FSM_X(fsm_xent_prefetch_lanes)(ahead + i);
             FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) {
                 REAL v = EXP_NONPOS(x[i + k] - m);
                 e[i + k] = v;
                 part[k] += v;
             }
+        }
         FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)part[k];
     }
     for (int k = 0; i < n; i++, k++) {
@@ -141,7 +154,9 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_row)(const FSM_X(fsm_xent_ctx) *c, pt
         const REAL m = FSM_SLICE(fsm_slice_max)(x, n);
         const ACC xy = (ACC)(x[y] - m);
         const ACC d = c->smooth != 0 ? FSM_X(fsm_xent_shifted_dot)(x, c->weight, n, m) : 0;
-        const ACC s = g ? FSM_X(fsm_xent_store_exp)(x, g, n, m) : FSM_X(fsm_xent_sum_exp)(x, n, m);
+        const REAL *ahead = r + 1 < c->outer ? x + n : NULL;
+        const ACC s = g ? FSM_X(fsm_xent_store_exp)(x, g, n, m, ahead)
+                        : FSM_X(fsm_xent_sum_exp)(x, n, m, ahead);
         const ACC nll_weight = c->keep * (ACC)FSM_W(y);
         const ACC a = nll_weight + c->smooth * c->weight_total; /* coefficient of lse */
         loss = FSM_X(fsm_xent_index_loss)(c, (ACC)FSM_W(y), log(s), xy, d);
