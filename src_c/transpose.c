@@ -154,6 +154,8 @@ static int fsm_has_avx(void)
 #define tiled_in_f64(rows, n, blocks, lanes) ((void)0)
 #define tiled_out_f32(lanes, n, blocks, rows) ((void)0)
 #define tiled_out_f64(lanes, n, blocks, rows) ((void)0)
+#define tail_in_f32(src, ss, dst, ds, w) ((void)0)
+#define tail_in_f64(src, ss, dst, ds, w) ((void)0)
 
 #endif
 
@@ -202,3 +204,39 @@ FSM_BLOCK_MOVES(double, FSM_LANES_F64, f64)
 
 FSM_TILED_MOVES(float, f32)
 FSM_TILED_MOVES(double, f64)
+
+/* Rows to and from a slab: whole LxL tiles where the CPU has them (and, in,
+ * the tail columns of each block of L rows by masked loads), the rest one
+ * element at a time.  Out never writes past a row. */
+#define FSM_SLAB_MOVES(REAL, L, SUF)                                                        \
+    void fsm_rows_to_slab_##SUF(const REAL *rows, ptrdiff_t n, ptrdiff_t count, REAL *slab, \
+                                ptrdiff_t stride)                                            \
+    {                                                                                        \
+        ptrdiff_t j = 0;                                                                     \
+        if (FSM_HAS_TILES())                                                                 \
+            for (; j + L <= count; j += L) {                                                 \
+                const ptrdiff_t c = tiles_##SUF(rows + j * n, n, 1, slab + j, stride,        \
+                                                stride, n);                                  \
+                if (c < n) tail_in_##SUF(rows + j * n + c, n, slab + c * stride + j, stride, \
+                                         n - c);                                             \
+            }                                                                                \
+        for (; j < count; j++)                                                               \
+            for (ptrdiff_t i = 0; i < n; i++) slab[i * stride + j] = rows[j * n + i];        \
+    }                                                                                        \
+    void fsm_slab_to_rows_##SUF(const REAL *slab, ptrdiff_t stride, ptrdiff_t n,            \
+                                ptrdiff_t count, REAL *rows)                                 \
+    {                                                                                        \
+        ptrdiff_t j = 0;                                                                     \
+        if (FSM_HAS_TILES())                                                                 \
+            for (; j + L <= count; j += L) {                                                 \
+                const ptrdiff_t c = tiles_##SUF(slab + j, stride, stride, rows + j * n, n,   \
+                                                1, n);                                       \
+                move_scalar_##SUF(slab + c * stride + j, 1, stride, rows + j * n + c, n, 1,  \
+                                  n - c);                                                    \
+            }                                                                                \
+        for (; j < count; j++)                                                               \
+            for (ptrdiff_t i = 0; i < n; i++) rows[j * n + i] = slab[i * stride + j];        \
+    }
+
+FSM_SLAB_MOVES(float, FSM_LANES_F32, f32)
+FSM_SLAB_MOVES(double, FSM_LANES_F64, f64)

@@ -27,4 +27,15 @@ void fsm_rows_to_lanes_tiled_f64(const double *rows, ptrdiff_t n, ptrdiff_t bloc
 void fsm_lanes_to_rows_padded_f64(const double *lanes, ptrdiff_t n, ptrdiff_t blocks,
                                   double *rows);
 
+/* Rows to a slab and back: element i of row j at slab[i*stride + j], for
+ * count rows of n elements (stride >= count). */
+void fsm_rows_to_slab_f32(const float *rows, ptrdiff_t n, ptrdiff_t count, float *slab,
+                          ptrdiff_t stride);
+void fsm_slab_to_rows_f32(const float *slab, ptrdiff_t stride, ptrdiff_t n, ptrdiff_t count,
+                          float *rows);
+void fsm_rows_to_slab_f64(const double *rows, ptrdiff_t n, ptrdiff_t count, double *slab,
+                          ptrdiff_t stride);
+void fsm_slab_to_rows_f64(const double *slab, ptrdiff_t stride, ptrdiff_t n, ptrdiff_t count,
+                          double *rows);
+
 #endif

@@ -14,7 +14,10 @@ FSM_ALWAYS_INLINE double fsm_xent_log_ge1(double s)
     const uint64_t sqrt_half = 0x3fe6a09e667f3bcdULL; /* bits of sqrt(1/2) */
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     const uint64_t shifted = fsm_bits_f64(s) - sqrt_half;
-    const double k = (double)((int64_t)shifted >> 52);
+    /* k = shifted >> 52 lies in [0, 4096) (s >= 1, or NaN/inf, whose result is
+     * replaced below): converted through the bits of 2^52 + k, which
+     * vectorises where int64-to-double conversion has no instruction (AVX2). */
+    const double k = fsm_from_bits_f64(0x4330000000000000ULL | (shifted >> 52)) - 4503599627370496.0;
     const double m = fsm_from_bits_f64((shifted & 0x000fffffffffffffULL) + sqrt_half);
     const double z = (m - 1) / (m + 1), z2 = z * z;
     double p = 2.0 / 21;

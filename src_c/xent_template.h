@@ -16,6 +16,7 @@
  * in order, and the block sums are added in order, so the total does not
  * depend on how the threads split the blocks. */
 #include "slice_template.h"
+#include "transpose.h"
 #include "xent_log.h"
 
 #define FSM_XENT_SHORT_ROW 64
@@ -185,6 +186,7 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, c
     REAL m[FSM_XENT_SLAB], f[FSM_XENT_SLAB], b[FSM_XENT_SLAB], cs[FSM_XENT_SLAB];
     ACC s[FSM_XENT_SLAB], d[FSM_XENT_SLAB], xy[FSM_XENT_SLAB];
     ptrdiff_t y[FSM_XENT_SLAB]; /* -1 for an ignored sample */
+    ACC w_y[FSM_XENT_SLAB], kept[FSM_XENT_SLAB]; /* the weight of its class; 1, 0 if ignored */
     for (ptrdiff_t j = 0; j < w; j++) { m[j] = (REAL)-INFINITY; s[j] = 0; d[j] = 0; }
     for (ptrdiff_t i = 0; i < n; i++)
         for (ptrdiff_t j = 0; j < w; j++) m[j] = FSM_AT(x, i, j) > m[j] ? FSM_AT(x, i, j) : m[j];
@@ -192,6 +194,8 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, c
         const int64_t t = c->index[first + j];
         y[j] = t == c->ignore_index ? -1 : (ptrdiff_t)t;
         xy[j] = y[j] < 0 ? 0 : (ACC)(FSM_AT(x, y[j], j) - m[j]);
+        w_y[j] = y[j] < 0 ? 0 : (ACC)FSM_W(y[j]);
+        kept[j] = y[j] < 0 ? 0 : 1;
     }
     if (c->smooth != 0) /* before the exps overwrite x when grad == x */
         for (ptrdiff_t i = 0; i < n; i++)
@@ -215,23 +219,22 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, c
         }
         for (ptrdiff_t j = 0; j < w; j++) s[j] += (ACC)part[j];
     }
-    ACC lse[FSM_XENT_SLAB];
+    /* Per sample, without branches so that the loops vectorise; the losses
+     * are then added in order. */
+    ACC lse[FSM_XENT_SLAB], loss[FSM_XENT_SLAB];
     for (ptrdiff_t j = 0; j < w; j++) lse[j] = fsm_xent_log_ge1(s[j]);
-    ACC total = 0;
     for (ptrdiff_t j = 0; j < w; j++) {
-        ACC loss = 0;
-        f[j] = b[j] = cs[j] = 0;
-        if (y[j] >= 0) {
-            const ACC nll_weight = c->keep * (ACC)FSM_W(y[j]);
-            const ACC a = nll_weight + c->smooth * c->weight_total;
-            loss = FSM_X(fsm_xent_index_loss)(c, (ACC)FSM_W(y[j]), lse[j], xy[j], d[j]);
-            f[j] = (REAL)(c->scale * a / s[j]);
-            b[j] = (REAL)(c->scale * nll_weight);
-            cs[j] = (REAL)(c->scale * c->smooth);
-        }
-        if (c->loss) c->loss[first + j] = (REAL)loss;
-        total += loss;
+        const ACC nll_weight = c->keep * w_y[j];
+        const ACC a = nll_weight + c->smooth * c->weight_total;
+        loss[j] = kept[j] != 0 ? FSM_X(fsm_xent_index_loss)(c, w_y[j], lse[j], xy[j], d[j]) : 0;
+        f[j] = (REAL)(c->scale * a / s[j]);
+        b[j] = (REAL)(c->scale * nll_weight);
+        cs[j] = (REAL)(c->scale * c->smooth);
     }
+    if (c->loss)
+        for (ptrdiff_t j = 0; j < w; j++) c->loss[first + j] = (REAL)loss[j];
+    ACC total = 0;
+    for (ptrdiff_t j = 0; j < w; j++) total += loss[j];
     if (g) {
         for (ptrdiff_t i = 0; i < n; i++) {
             const REAL wi = FSM_W(i);
@@ -347,21 +350,19 @@ static void FSM_X(fsm_xent_plan)(FSM_X(fsm_xent_ctx) *c)
 }
 
 /* Short rows (inner == 1, n < FSM_XENT_SHORT_ROW): w rows of n are copied
- * transposed into `buf` (sample j of class i at i*FSM_XENT_BUF_STRIDE + j),
- * so that the slab loops run at unit stride; the gradient is computed there
- * and copied back. */
+ * transposed into `buf` (sample j of class i at i*FSM_XENT_BUF_STRIDE + j,
+ * transpose.h), so that the slab loops run at unit stride; the gradient is
+ * computed there and copied back. */
 FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_in)(const REAL *src, REAL *buf, ptrdiff_t w,
                                                     ptrdiff_t n)
 {
-    for (ptrdiff_t j = 0; j < w; j++)
-        for (ptrdiff_t i = 0; i < n; i++) buf[i * FSM_XENT_BUF_STRIDE + j] = src[j * n + i];
+    FSM_CAT(fsm_rows_to_slab_, SUF)(src, n, w, buf, FSM_XENT_BUF_STRIDE);
 }
 
 FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_out)(const REAL *buf, REAL *dst, ptrdiff_t w,
                                                      ptrdiff_t n)
 {
-    for (ptrdiff_t j = 0; j < w; j++)
-        for (ptrdiff_t i = 0; i < n; i++) dst[j * n + i] = buf[i * FSM_XENT_BUF_STRIDE + j];
+    FSM_CAT(fsm_slab_to_rows_, SUF)(buf, FSM_XENT_BUF_STRIDE, n, w, dst);
 }
 
 /* Defines OP_blocks, the range function the threads run: each block sums
