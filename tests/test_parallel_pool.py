@@ -6,7 +6,6 @@ child; idle workers sleep instead of spinning.
 """
 import copy
 import os
-import signal
 import threading
 import time
 
@@ -16,6 +15,7 @@ import pytest
 import fastsm
 from fastsm._optimizers import Adam
 from public_api import LIVE
+from test_concurrency import wait_child
 
 # 300,000 elements: enough work for every kernel to use threads
 # (src_c/parallel.h: one thread per 2**17 elements).
@@ -68,7 +68,7 @@ def test_results_do_not_depend_on_the_pools_history(calls, single_threaded):
         assert same(run_all(calls, threads), single_threaded), threads
 
 
-def exit_code_in_child(body, timeout=60):
+def exit_code_in_child(body):
     """Forks; the child exits 0 if body() is true, 1 if not or if it raised.
     Returns the child's exit code; fails the test if it hangs."""
     pid = os.fork()
@@ -78,15 +78,7 @@ def exit_code_in_child(body, timeout=60):
             code = 0 if body() else 1
         finally:
             os._exit(code)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    pytest.fail(f"a forked child hung for {timeout} s")
+    return wait_child(pid, timeout=60)
 
 
 def test_a_forked_child_and_grandchild_compute_the_parents_results(calls, single_threaded):
