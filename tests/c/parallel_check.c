@@ -4,7 +4,8 @@
  * several threads at once and from inside a range; calls in a forked child,
  * also one forked while another thread is inside a call; idle workers that
  * use no CPU.  Built with AddressSanitizer and UndefinedBehaviorSanitizer by
- * the Makefile (and worth a run under ThreadSanitizer after a change). */
+ * `make check`, and with ThreadSanitizer by `make tsan` (worth a run after a
+ * change to parallel.c). */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdio.h>
@@ -108,28 +109,33 @@ static long check_splits(void)
 /* Several threads calling at once: each call gets its own ranges, all of them. */
 enum { CALLERS = 4, CALLS_EACH = 200 };
 
+typedef struct {
+    int id;
+    long failures;
+} caller;
+
 static void *concurrent_caller(void *arg)
 {
-    long *failures = arg, id = *failures;
-    *failures = 0;
+    caller *c = arg;
     for (int k = 0; k < CALLS_EACH; k++)
-        *failures += check_call(16 + (id + k) % 50, FSM_PARALLEL_GRAIN, 1 + (int)((id + k) % 4),
-                                k % 10 == 0 ? 20000 : 0);
+        c->failures += check_call(16 + (c->id + k) % 50, FSM_PARALLEL_GRAIN, 1 + (c->id + k) % 4,
+                                  k % 10 == 0 ? 20000 : 0);
     return NULL;
 }
 
 static long check_concurrent_callers(void)
 {
     pthread_t tids[CALLERS];
-    long results[CALLERS], failures = 0;
-    for (long i = 0; i < CALLERS; i++) {
-        results[i] = i;
-        if (pthread_create(&tids[i], NULL, concurrent_caller, &results[i]) != 0)
+    caller callers[CALLERS];
+    long failures = 0;
+    for (int i = 0; i < CALLERS; i++) {
+        callers[i] = (caller){i, 0};
+        if (pthread_create(&tids[i], NULL, concurrent_caller, &callers[i]) != 0)
             return 1;
     }
     for (int i = 0; i < CALLERS; i++) {
         pthread_join(tids[i], NULL);
-        failures += results[i];
+        failures += callers[i].failures;
     }
     return failures;
 }
@@ -230,7 +236,7 @@ int main(void)
         const char *name;
         long (*check)(void);
     } checks[] = {
-        {"splits", check_splits},
+        {"splits", check_splits}, /* first: the pool exists before the forks */
         {"concurrent callers", check_concurrent_callers},
         {"nested calls", check_nested_calls},
         {"splits in a forked child and grandchild", check_forked_child},
@@ -238,7 +244,6 @@ int main(void)
         {"idle workers sleep", check_idle_workers_sleep},
     };
     long failures = 0;
-    check_splits(); /* the pool exists before the forks */
     for (size_t i = 0; i < sizeof checks / sizeof *checks; i++) {
         const long f = checks[i].check();
         if (f)
