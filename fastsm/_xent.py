@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _xent_kernels as _k
 from ._layout import F32, as_array, check_out, normalize_axis
+from ._result_cache import empty
 from ._threads import get_num_threads
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -117,7 +118,7 @@ def _grad_destination(p, out):
     """(array the kernel writes the gradient to, array to copy it into after or None)."""
     scratch = p.x if p.owned else None
     if out is None:
-        return (np.empty(p.shape, p.compute) if scratch is None else scratch), None
+        return (empty(p.shape, p.compute) if scratch is None else scratch), None
     check_out(out, p.shape, p.result)
     if out is p.x and (p.is_index or not np.may_share_memory(out, p.target)) \
             and (p.weight is None or not np.may_share_memory(out, p.weight)):
@@ -128,7 +129,7 @@ def _grad_destination(p, out):
             and (not np.may_share_memory(out, p.x)
                  or out.__array_interface__["data"][0] == p.x.__array_interface__["data"][0]):
         return out, None
-    return (np.empty(p.shape, p.compute) if scratch is None else scratch), out
+    return (empty(p.shape, p.compute) if scratch is None else scratch), out
 
 
 def _run(p, want_grad, out):
@@ -142,7 +143,7 @@ def _run(p, want_grad, out):
     samples = p.outer * p.inner
     loss_array = None
     if p.reduction == "none":
-        loss_array = np.empty(p.sample_shape, p.compute)
+        loss_array = empty(p.sample_shape, p.compute)
     if samples and p.n:
         scale = (1.0 / denominator if denominator else 0.0) if mean else 1.0
         if p.is_index:
