@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _binary_kernels as _k
 from ._layout import _writes_directly, as_array, check_out
-from ._result_cache import empty
+from ._result_cache import contiguous, empty
 from ._threads import get_num_threads
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -38,7 +38,7 @@ def _destination(out, x, inputs):
 
 def _deliver(dst, out, result):
     if out is None:
-        return dst.astype(result, copy=False)
+        return contiguous(dst, result)
     if dst is not out:
         np.copyto(out, dst, casting="unsafe")
     return out
@@ -136,7 +136,7 @@ def _repeating(pos_weight, shape):
 
 def _reduce(loss, reduction, result):
     if reduction == "none":
-        return loss.astype(result, copy=False)
+        return contiguous(loss, result)
     total = np.sum(loss, dtype=np.float64)
     if reduction == "sum":
         return result.type(total)

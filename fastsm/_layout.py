@@ -11,7 +11,7 @@ import operator
 
 import numpy as np
 
-from ._result_cache import empty
+from ._result_cache import contiguous, empty
 from ._threads import get_num_threads
 
 try:
@@ -86,7 +86,7 @@ def check_out(out, shape, dtype, name="out"):
 def _canonical(arr, perm, dtype):
     if perm is not None:
         arr = arr.transpose(perm)
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return contiguous(arr, dtype)
 
 
 def _address(a):

@@ -10,6 +10,7 @@ array NumPy allocates for anyone else, keep NumPy's own handler.
 """
 cimport numpy as cnp
 from libc.string cimport strncpy
+from posix.unistd cimport usleep
 
 import numpy as np
 
@@ -112,12 +113,34 @@ def empty(tuple shape, dtype):
         cnp.PyDataMem_SetHandler(previous)
 
 
+def contiguous(a, dtype):
+    """``a.astype(dtype, order="C", copy=False)``: `a` itself when it is
+    C-contiguous of that dtype, else a copy, from the cache when it has at
+    least MIN_BLOCK bytes.  `dtype` is a numpy.dtype."""
+    if a.size * dtype.itemsize < MIN_BLOCK:
+        return a.astype(dtype, order="C", copy=False)
+    if a.dtype == dtype and a.flags.c_contiguous:
+        return a
+    result = empty(a.shape, dtype)
+    np.copyto(result, a, casting="unsafe")
+    return result
+
+
 def release():
     """Unmaps every cached block; returns the bytes unmapped."""
     cdef size_t released
     with nogil:
         released = fsm_cache_release(cache)
     return released
+
+
+def _hold_lock(double seconds):
+    """Holds the cache's mutex for `seconds`, without the GIL: lets a test fork
+    while another thread is inside the cache."""
+    with nogil:
+        fsm_cache_lock(cache)
+        usleep(<unsigned>(seconds * 1e6))
+        fsm_cache_unlock(cache)
 
 
 def usage():

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _xent_kernels as _k
 from ._layout import F32, as_array, check_out, normalize_axis
-from ._result_cache import empty
+from ._result_cache import contiguous, empty
 from ._threads import get_num_threads
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -94,7 +94,7 @@ def _plan(logits, target, axis, weight, ignore_index, reduction, label_smoothing
     p.inner = math.prod(x.shape[axis + 1:])
     p.target = np.ascontiguousarray(t, dtype=_INT64 if p.is_index else p.compute)
     p.weight = class_weight(weight, p.n, p.compute)
-    p.x = np.ascontiguousarray(x, dtype=p.compute)
+    p.x = contiguous(x, p.compute)
     # A copy made here may receive the gradient: no second allocation.
     p.owned = p.x is not logits and p.x.flags.owndata
     return p
@@ -157,7 +157,7 @@ def _run(p, want_grad, out):
         if loss_array is not None:
             loss_array[...] = 0
     if p.reduction == "none":
-        loss = loss_array if p.result == p.compute else loss_array.astype(p.result)
+        loss = contiguous(loss_array, p.result)
     elif mean:
         loss = p.result.type(total / denominator if denominator else math.nan)
     else:
@@ -167,8 +167,8 @@ def _run(p, want_grad, out):
     if copy_to is not None:
         np.copyto(copy_to, grad, casting="unsafe")
         grad = copy_to
-    elif grad.dtype != p.result:
-        grad = grad.astype(p.result)
+    else:
+        grad = contiguous(grad, p.result)
     return loss, grad
 
 
