@@ -136,7 +136,7 @@ def _repeating(pos_weight, shape):
 
 def _reduce(loss, reduction, result):
     if reduction == "none":
-        return contiguous(loss, result)
+        return loss.astype(result, copy=False)
     total = np.sum(loss, dtype=np.float64)
     if reduction == "sum":
         return result.type(total)

@@ -87,42 +87,48 @@ if pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork) != 0:
     raise MemoryError("cannot register the result cache's fork handlers")
 
 
+cdef cnp.ndarray allocate(int nd, cnp.npy_intp *dims, cnp.dtype dtype):
+    """A fresh C-ordered array of a native dtype, from the cache when it has
+    at least MIN_BLOCK bytes."""
+    cdef double nbytes = cnp.PyDataType_ELSIZE(dtype)  # a double cannot overflow
+    cdef int d
+    for d in range(nd):
+        nbytes *= dims[d]
+    if nbytes < min_block:
+        return cnp.PyArray_EMPTY(nd, dims, dtype.type_num, 0)
+    previous = cnp.PyDataMem_SetHandler(handler_capsule)
+    try:
+        return cnp.PyArray_EMPTY(nd, dims, dtype.type_num, 0)
+    finally:
+        cnp.PyDataMem_SetHandler(previous)
+
+
 cdef cnp.ndarray empty_like(cnp.ndarray x):
-    cdef int nd = cnp.PyArray_NDIM(x), typenum = cnp.PyArray_TYPE(x)
-    if <size_t>cnp.PyArray_NBYTES(x) < min_block:
-        return cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(x), typenum, 0)
-    previous = cnp.PyDataMem_SetHandler(handler_capsule)
-    try:
-        return cnp.PyArray_EMPTY(nd, cnp.PyArray_DIMS(x), typenum, 0)
-    finally:
-        cnp.PyDataMem_SetHandler(previous)
+    return allocate(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), x.descr)
 
 
-def empty(tuple shape, dtype):
-    """``numpy.empty(shape, dtype)``, C-ordered; from the cache when it has
-    at least MIN_BLOCK bytes.  `dtype` is a numpy.dtype."""
-    nbytes = dtype.itemsize
-    for length in shape:
-        nbytes *= length
-    if nbytes < MIN_BLOCK:
-        return np.empty(shape, dtype)
-    previous = cnp.PyDataMem_SetHandler(handler_capsule)
-    try:
-        return np.empty(shape, dtype)
-    finally:
-        cnp.PyDataMem_SetHandler(previous)
+def empty(tuple shape, cnp.dtype dtype):
+    """``numpy.empty(shape, dtype)`` for a native dtype, C-ordered; from the
+    cache when it has at least MIN_BLOCK bytes."""
+    cdef cnp.npy_intp dims[64]  # NPY_MAXDIMS: 64 in NumPy 2, 32 before
+    cdef Py_ssize_t nd = len(shape), d
+    if nd > 64:
+        return np.empty(shape, dtype)  # raises NumPy's own error
+    for d in range(nd):
+        dims[d] = shape[d]
+    return allocate(<int>nd, dims, dtype)
 
 
-def contiguous(a, dtype):
-    """``a.astype(dtype, order="C", copy=False)``: `a` itself when it is
-    C-contiguous of that dtype, else a copy, from the cache when it has at
-    least MIN_BLOCK bytes.  `dtype` is a numpy.dtype."""
-    if a.size * dtype.itemsize < MIN_BLOCK:
-        return a.astype(dtype, order="C", copy=False)
-    if a.dtype == dtype and a.flags.c_contiguous:
+def contiguous(cnp.ndarray a, cnp.dtype dtype):
+    """``a.astype(dtype, order="C", copy=False)`` for a native dtype: `a`
+    itself when it is C-contiguous of that dtype, else a copy, from the cache
+    when it has at least MIN_BLOCK bytes."""
+    if cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_EquivTypes(a.descr, dtype):
         return a
-    result = empty(a.shape, dtype)
-    np.copyto(result, a, casting="unsafe")
+    if <double>cnp.PyArray_SIZE(a) * cnp.PyDataType_ELSIZE(dtype) < min_block:
+        return a.astype(dtype, order="C")
+    cdef cnp.ndarray result = allocate(cnp.PyArray_NDIM(a), cnp.PyArray_DIMS(a), dtype)
+    cnp.PyArray_CopyInto(result, a)
     return result
 
 
