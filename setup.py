@@ -19,6 +19,7 @@ FAMILIES = {
     "fastsm._batchnorm_kernels": ["src_c/batchnorm.c"],
     "fastsm._binary_kernels": ["src_c/sigmoid.c"],
     "fastsm._optimizer_kernels": ["src_c/adam.c"],
+    "fastsm._result_cache": ["src_c/result_cache.c"],
 }
 
 if sys.platform == "win32":

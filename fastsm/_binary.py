@@ -9,13 +9,14 @@ import numpy as np
 
 from . import _binary_kernels as _k
 from ._layout import _writes_directly, as_array, check_out
+from ._result_cache import contiguous, empty
 from ._threads import get_num_threads
 
 _REDUCTIONS = ("mean", "sum", "none")
 
 
 def _exp_neg_abs(x):
-    e = np.empty_like(x)  # an array also for 0-d x, where np.abs would give a scalar
+    e = empty(x.shape, x.dtype)  # an array also for 0-d x, where np.abs would give a scalar
     np.abs(x, out=e)
     np.negative(e, out=e)
     return np.exp(e, out=e)
@@ -32,12 +33,12 @@ def _destination(out, x, inputs):
     """`out` when the kernel can write it directly, else a fresh array like x."""
     if out is not None and _writes_directly(out, x.dtype, inputs, fresh=False):
         return out
-    return np.empty(x.shape, x.dtype)
+    return empty(x.shape, x.dtype)
 
 
 def _deliver(dst, out, result):
     if out is None:
-        return dst.astype(result, copy=False)
+        return contiguous(dst, result)
     if dst is not out:
         np.copyto(out, dst, casting="unsafe")
     return out

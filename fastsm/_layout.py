@@ -11,6 +11,7 @@ import operator
 
 import numpy as np
 
+from ._result_cache import contiguous, empty
 from ._threads import get_num_threads
 
 try:
@@ -85,7 +86,7 @@ def check_out(out, shape, dtype, name="out"):
 def _canonical(arr, perm, dtype):
     if perm is not None:
         arr = arr.transpose(perm)
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return contiguous(arr, dtype)
 
 
 def _address(a):
@@ -143,7 +144,7 @@ def run_slices(kernel, arrays, names, axis, out, allow_axes=False):
     perm, outer, n, inner = slice_plan(shape, axis, allow_axes)
     if out is not None:
         check_out(out, shape, result)
-    dst = out if out is not None else np.empty(shape, result)
+    dst = out if out is not None else empty(shape, result)
     if dst.size == 0:
         return dst
 
@@ -153,7 +154,7 @@ def run_slices(kernel, arrays, names, axis, out, allow_axes=False):
     if _writes_directly(target, compute, inputs, fresh=out is None):
         kernel(*inputs, target, outer, n, inner, threads)
     else:
-        tmp = np.empty(inputs[0].shape, compute)
+        tmp = empty(inputs[0].shape, compute)
         kernel(*inputs, tmp, outer, n, inner, threads)
         np.copyto(target, tmp, casting="unsafe")
     return dst

@@ -12,6 +12,8 @@ return None for anything else, which fastsm/_layout.py handles.
 cimport numpy as cnp
 from libc.stddef cimport ptrdiff_t
 
+from ._result_cache cimport empty_like
+
 from ._threads import get_num_threads
 
 cnp.import_array()
@@ -104,10 +106,6 @@ cdef inline int threads_for(cnp.ndarray x):
     # Below the grain the kernels run on the calling thread whatever they are
     # allowed (and the result never depends on it), so the setting is not read.
     return 1 if cnp.PyArray_SIZE(x) < FSM_PARALLEL_GRAIN else get_num_threads()
-
-
-cdef inline cnp.ndarray empty_like(cnp.ndarray x):
-    return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), cnp.PyArray_TYPE(x), 0)
 
 
 cdef object fast_unary(unary_f32 f32, unary_f64 f64, x, axis, out):

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _xent_kernels as _k
 from ._layout import F32, as_array, check_out, normalize_axis
+from ._result_cache import contiguous, empty
 from ._threads import get_num_threads
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -93,7 +94,7 @@ def _plan(logits, target, axis, weight, ignore_index, reduction, label_smoothing
     p.inner = math.prod(x.shape[axis + 1:])
     p.target = np.ascontiguousarray(t, dtype=_INT64 if p.is_index else p.compute)
     p.weight = class_weight(weight, p.n, p.compute)
-    p.x = np.ascontiguousarray(x, dtype=p.compute)
+    p.x = contiguous(x, p.compute)
     # A copy made here may receive the gradient: no second allocation.
     p.owned = p.x is not logits and p.x.flags.owndata
     return p
@@ -117,7 +118,7 @@ def _grad_destination(p, out):
     """(array the kernel writes the gradient to, array to copy it into after or None)."""
     scratch = p.x if p.owned else None
     if out is None:
-        return (np.empty(p.shape, p.compute) if scratch is None else scratch), None
+        return (empty(p.shape, p.compute) if scratch is None else scratch), None
     check_out(out, p.shape, p.result)
     if out is p.x and (p.is_index or not np.may_share_memory(out, p.target)) \
             and (p.weight is None or not np.may_share_memory(out, p.weight)):
@@ -128,7 +129,7 @@ def _grad_destination(p, out):
             and (not np.may_share_memory(out, p.x)
                  or out.__array_interface__["data"][0] == p.x.__array_interface__["data"][0]):
         return out, None
-    return (np.empty(p.shape, p.compute) if scratch is None else scratch), out
+    return (empty(p.shape, p.compute) if scratch is None else scratch), out
 
 
 def _run(p, want_grad, out):
@@ -142,7 +143,7 @@ def _run(p, want_grad, out):
     samples = p.outer * p.inner
     loss_array = None
     if p.reduction == "none":
-        loss_array = np.empty(p.sample_shape, p.compute)
+        loss_array = empty(p.sample_shape, p.compute)
     if samples and p.n:
         scale = (1.0 / denominator if denominator else 0.0) if mean else 1.0
         if p.is_index:
@@ -156,7 +157,7 @@ def _run(p, want_grad, out):
         if loss_array is not None:
             loss_array[...] = 0
     if p.reduction == "none":
-        loss = loss_array if p.result == p.compute else loss_array.astype(p.result)
+        loss = contiguous(loss_array, p.result)
     elif mean:
         loss = p.result.type(total / denominator if denominator else math.nan)
     else:
@@ -166,8 +167,8 @@ def _run(p, want_grad, out):
     if copy_to is not None:
         np.copyto(copy_to, grad, casting="unsafe")
         grad = copy_to
-    elif grad.dtype != p.result:
-        grad = grad.astype(p.result)
+    else:
+        grad = contiguous(grad, p.result)
     return loss, grad
 
 

@@ -12,6 +12,8 @@ from libc.math cimport NAN
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport int64_t
 
+from ._result_cache cimport empty_like
+
 import numpy as np
 
 cnp.import_array()
@@ -155,8 +157,7 @@ def index_fast(logits, target, axis, weight, ignore_index, reduction, label_smoo
         return None
     grad = None
     if want_grad:
-        grad = logits if out is not None else cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(x),
-                                                                cnp.PyArray_TYPE(x), 0)
+        grad = logits if out is not None else empty_like(x)
     cdef double scale = (1.0 / weight_sum if weight_sum else 0.0) if mean else 1.0
     cdef void *xp = cnp.PyArray_DATA(x)
     cdef void *gp = data_or_null(grad)

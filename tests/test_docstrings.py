@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 MODULES = ["fastsm._softmax", "fastsm._xent", "fastsm._binary", "fastsm._batchnorm",
-           "fastsm._threads", "fastsm.nn", "fastsm.models", "fastsm._dask_linear",
+           "fastsm._threads", "fastsm._memory", "fastsm.nn", "fastsm.models", "fastsm._dask_linear",
            "fastsm.dask"]
 
 

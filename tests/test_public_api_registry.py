@@ -13,7 +13,8 @@ SHAPES = [(1, 1), (3, 5), (2, 3, 4), (4, 1, 2, 3)]
 def test_every_public_function_has_an_entry():
     # Functions only: classes (the BatchNorm layer) have tests of their own.
     functions = {n for n in fastsm.__all__ if not isinstance(getattr(fastsm, n), type)}
-    names = {e.name for e in ENTRIES} | {"set_num_threads", "get_num_threads", "threads"}
+    names = {e.name for e in ENTRIES} | {"set_num_threads", "get_num_threads", "threads",
+                                                "release_memory"}
     assert functions <= names
     assert {e.name for e in LIVE} == {e.name for e in ENTRIES} & set(fastsm.__all__)
 

@@ -1,0 +1,159 @@
+"""Fresh arrays for fastsm's results, large ones from a cache of mapped
+blocks (src_c/result_cache.c) instead of a new mmap per call.
+
+NumPy allocates array data through the memory handler held in a context
+variable (NEP 49), and an array keeps the handler it was made with, so an
+array allocated under this module's handler goes back to the cache whenever
+it is freed.  The handler is set only around the allocation of an array of
+at least MIN_BLOCK bytes and restored right after: small arrays, and every
+array NumPy allocates for anyone else, keep NumPy's own handler.
+"""
+cimport numpy as cnp
+from libc.string cimport strncpy
+from posix.unistd cimport usleep
+
+import numpy as np
+
+cnp.import_array()
+
+cdef extern from "result_cache.h" nogil:
+    ctypedef struct fsm_cache:
+        pass
+    fsm_cache *fsm_cache_new(size_t min_block, size_t capacity, int max_blocks)
+    void *fsm_cache_malloc(fsm_cache *cache, size_t size)
+    void *fsm_cache_calloc(fsm_cache *cache, size_t count, size_t size)
+    void *fsm_cache_realloc(fsm_cache *cache, void *ptr, size_t size)
+    void fsm_cache_free(fsm_cache *cache, void *ptr)
+    size_t fsm_cache_release(fsm_cache *cache)
+    void fsm_cache_usage(fsm_cache *cache, size_t *bytes, int *blocks)
+    void fsm_cache_lock(fsm_cache *cache)
+    void fsm_cache_unlock(fsm_cache *cache)
+
+cdef extern from "<pthread.h>" nogil:
+    int pthread_atfork(void (*prepare)() noexcept nogil, void (*parent)() noexcept nogil,
+                       void (*child)() noexcept nogil)
+
+cdef extern from "Python.h":
+    object PyCapsule_New(void *pointer, const char *name, void *destructor)
+
+# glibc maps every block above its mmap threshold (which it raises up to
+# 32 MiB) afresh; below that it reuses freed heap blocks, though not fully (a
+# 31 MiB result re-faults part of its pages on every call).  From 16 MiB up,
+# rounding blocks to 2 MiB huge pages wastes at most an eighth of a block.
+MIN_BLOCK = 16 << 20
+# Room for a training step's large arrays (result, gradient, scratch) of a
+# few hundred megabytes at most; more would hold memory the user may want back.
+CAPACITY = 256 << 20
+MAX_BLOCKS = 8
+
+cdef size_t min_block = MIN_BLOCK
+cdef fsm_cache *cache = fsm_cache_new(MIN_BLOCK, CAPACITY, MAX_BLOCKS)
+if cache == NULL:
+    raise MemoryError("cannot create the result cache")
+
+
+cdef void *cache_malloc(void *ctx, size_t size) noexcept nogil:
+    return fsm_cache_malloc(<fsm_cache *>ctx, size)
+
+cdef void *cache_calloc(void *ctx, size_t count, size_t size) noexcept nogil:
+    return fsm_cache_calloc(<fsm_cache *>ctx, count, size)
+
+cdef void *cache_realloc(void *ctx, void *ptr, size_t size) noexcept nogil:
+    return fsm_cache_realloc(<fsm_cache *>ctx, ptr, size)
+
+cdef void cache_free(void *ctx, void *ptr, size_t size) noexcept nogil:
+    fsm_cache_free(<fsm_cache *>ctx, ptr)  # the block's header knows its size
+
+
+# The handler must outlive every array made with it: static storage.
+cdef cnp.PyDataMem_Handler handler
+strncpy(handler.name, b"fastsm_result_cache", 126)
+handler.version = 1
+handler.allocator.ctx = cache
+handler.allocator.malloc = cache_malloc
+handler.allocator.calloc = cache_calloc
+handler.allocator.realloc = cache_realloc
+handler.allocator.free = cache_free
+cdef object handler_capsule = PyCapsule_New(&handler, "mem_handler", NULL)
+
+
+# A forked child gets the cache (it is only memory) but must not inherit its
+# mutex locked by a thread that does not exist there.
+cdef void lock_for_fork() noexcept nogil:
+    fsm_cache_lock(cache)
+
+cdef void unlock_after_fork() noexcept nogil:
+    fsm_cache_unlock(cache)
+
+if pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork) != 0:
+    raise MemoryError("cannot register the result cache's fork handlers")
+
+
+cdef cnp.ndarray allocate(int nd, cnp.npy_intp *dims, cnp.dtype dtype):
+    """A fresh C-ordered array of a native dtype, from the cache when it has
+    at least MIN_BLOCK bytes."""
+    cdef double nbytes = cnp.PyDataType_ELSIZE(dtype)  # a double cannot overflow
+    cdef int d
+    for d in range(nd):
+        nbytes *= dims[d]
+    if nbytes < min_block:
+        return cnp.PyArray_EMPTY(nd, dims, dtype.type_num, 0)
+    previous = cnp.PyDataMem_SetHandler(handler_capsule)
+    try:
+        return cnp.PyArray_EMPTY(nd, dims, dtype.type_num, 0)
+    finally:
+        cnp.PyDataMem_SetHandler(previous)
+
+
+cdef cnp.ndarray empty_like(cnp.ndarray x):
+    return allocate(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), x.descr)
+
+
+def empty(tuple shape, cnp.dtype dtype):
+    """``numpy.empty(shape, dtype)`` for a native dtype, C-ordered; from the
+    cache when it has at least MIN_BLOCK bytes."""
+    cdef cnp.npy_intp dims[64]  # NPY_MAXDIMS: 64 in NumPy 2, 32 before
+    cdef Py_ssize_t nd = len(shape), d
+    if nd > 64:
+        return np.empty(shape, dtype)  # raises NumPy's own error
+    for d in range(nd):
+        dims[d] = shape[d]
+    return allocate(<int>nd, dims, dtype)
+
+
+def contiguous(cnp.ndarray a, cnp.dtype dtype):
+    """``a.astype(dtype, order="C", copy=False)`` for a native dtype: `a`
+    itself when it is C-contiguous of that dtype, else a copy, from the cache
+    when it has at least MIN_BLOCK bytes."""
+    if cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_EquivTypes(a.descr, dtype):
+        return a
+    if <double>cnp.PyArray_SIZE(a) * cnp.PyDataType_ELSIZE(dtype) < min_block:
+        return a.astype(dtype, order="C")
+    cdef cnp.ndarray result = allocate(cnp.PyArray_NDIM(a), cnp.PyArray_DIMS(a), dtype)
+    cnp.PyArray_CopyInto(result, a)
+    return result
+
+
+def release():
+    """Unmaps every cached block; returns the bytes unmapped."""
+    cdef size_t released
+    with nogil:
+        released = fsm_cache_release(cache)
+    return released
+
+
+def _hold_lock(double seconds):
+    """Holds the cache's mutex for `seconds`, without the GIL: lets a test fork
+    while another thread is inside the cache."""
+    with nogil:
+        fsm_cache_lock(cache)
+        usleep(<unsigned>(seconds * 1e6))
+        fsm_cache_unlock(cache)
+
+
+def usage():
+    """(bytes, blocks) held in the cache now, not counting blocks in use."""
+    cdef size_t nbytes
+    cdef int blocks
+    fsm_cache_usage(cache, &nbytes, &blocks)
+    return nbytes, blocks
