@@ -185,6 +185,22 @@ static long check_forked_child(void)
     return in_child(splits_here_and_in_a_child);
 }
 
+/* AddressSanitizer's runtime can hang a child forked while another thread is
+ * starting or ending a thread (its thread registry stays locked in the
+ * child), whatever the pool does: under it this check is left out.  The
+ * plain build runs it (make plain), and tests/test_parallel_pool.py forks
+ * while a call runs in an unsanitised process. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FORK_WHILE_BUSY_DEADLOCKS_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FORK_WHILE_BUSY_DEADLOCKS_SANITIZER 1
+#endif
+#endif
+#ifndef FORK_WHILE_BUSY_DEADLOCKS_SANITIZER
+#define FORK_WHILE_BUSY_DEADLOCKS_SANITIZER 0
+#endif
+
 /* A thread that keeps the pool busy with slow calls until told to stop. */
 static int stop_busy;
 
@@ -240,7 +256,9 @@ int main(void)
         {"concurrent callers", check_concurrent_callers},
         {"nested calls", check_nested_calls},
         {"splits in a forked child and grandchild", check_forked_child},
+#if !FORK_WHILE_BUSY_DEADLOCKS_SANITIZER
         {"fork while another thread is in a call", check_fork_while_busy},
+#endif
         {"idle workers sleep", check_idle_workers_sleep},
     };
     long failures = 0;
