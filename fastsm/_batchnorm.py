@@ -163,7 +163,8 @@ def batch_norm_backward(grad, x, weight, mean, invstd, *, training=True, axis=1,
     ``dweight = sum(grad * xhat)``, ``dbias = sum(grad)``, and in training
     ``dx = weight * invstd * (grad - mean(grad) - xhat * mean(grad * xhat))``;
     with ``training=False`` (running statistics, held fixed)
-    ``dx = grad * weight * invstd``.  Sums accumulate in float64.
+    ``dx = grad * weight * invstd``.  Sums accumulate in float64; float32
+    data adds its terms eight at a time in float32 first.
 
     Parameters
     ----------

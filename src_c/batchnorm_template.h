@@ -22,21 +22,40 @@ typedef struct {
     double *mean_out, *m2, *invstd, *scale;
 } FSM_K(fsm_bn_job);
 
-/* Sums run in two levels: FSM_BN_VLANES lanes of REAL (two AVX2 vectors)
- * each add up FSM_BN_FLUSH values, then fold into lanes of double.  Float
- * data so runs at float's vector width, while every sum of more than
- * FSM_BN_FLUSH terms is in double.  The terms are deviations from a value
- * near the mean, so the short REAL sums lose little; a REAL sum that
- * overflows makes a non-finite result, which the callers redo in double. */
-#define FSM_BN_VLANES ((int)(64 / sizeof(REAL)))
-
-/* The lane sums combined in a fixed tree, which the compiler vectorises
- * without reassociating. */
+/* Lane sums: FSM_BN_LANES partial sums combined in a fixed tree, which the
+ * compiler vectorises without reassociating. */
 FSM_BN_INLINE double FSM_K(fsm_bn_combine_lanes)(double *lane)
 {
-    for (int width = FSM_BN_VLANES / 2; width > 0; width /= 2)
-        FSM_BN_LANE_LOOP for (int k = 0; k < width; k++) lane[k] += lane[k + width];
+    for (int width = FSM_BN_LANES / 2; width > 0; width /= 2)
+        for (int k = 0; k < width; k++) lane[k] += lane[k + width];
     return lane[0];
+}
+
+FSM_BN_INLINE double FSM_K(fsm_bn_sum)(const REAL *x, ptrdiff_t n)
+{
+    double lane[FSM_BN_LANES] = {0};
+    ptrdiff_t i = 0;
+    for (; i + FSM_BN_LANES <= n; i += FSM_BN_LANES)
+        FSM_BN_LANE_LOOP for (int k = 0; k < FSM_BN_LANES; k++) lane[k] += (double)x[i + k];
+    for (int k = 0; i < n; i++, k++) lane[k] += (double)x[i];
+    return FSM_K(fsm_bn_combine_lanes)(lane);
+}
+
+/* sum((x - mean)^2) */
+FSM_BN_INLINE double FSM_K(fsm_bn_sum_sqdev)(const REAL *x, ptrdiff_t n, double mean)
+{
+    double lane[FSM_BN_LANES] = {0};
+    ptrdiff_t i = 0;
+    for (; i + FSM_BN_LANES <= n; i += FSM_BN_LANES)
+        FSM_BN_LANE_LOOP for (int k = 0; k < FSM_BN_LANES; k++) {
+            double d = (double)x[i + k] - mean;
+            lane[k] += d * d;
+        }
+    for (int k = 0; i < n; i++, k++) {
+        double d = (double)x[i] - mean;
+        lane[k] += d * d;
+    }
+    return FSM_K(fsm_bn_combine_lanes)(lane);
 }
 
 /* x[0] + x[stride] + ... + x[7*stride] in REAL, a fixed tree (so the adds
@@ -47,51 +66,15 @@ FSM_BN_INLINE REAL FSM_K(fsm_bn_sum8)(const REAL *x, ptrdiff_t stride)
          + ((x[4 * stride] + x[5 * stride]) + (x[6 * stride] + x[7 * stride]));
 }
 
-FSM_BN_INLINE double FSM_K(fsm_bn_sum)(const REAL *x, ptrdiff_t n)
-{
-    enum { L = FSM_BN_VLANES, STEP = FSM_BN_VLANES * FSM_BN_FLUSH };
-    double lane[L] = {0};
-    ptrdiff_t i = 0;
-    for (; i + STEP <= n; i += STEP) {
-        FSM_BN_LANE_LOOP for (int k = 0; k < L; k++)
-            lane[k] += (double)FSM_K(fsm_bn_sum8)(x + i + k, L);
-    }
-    for (int k = 0; i < n; i++, k = (k + 1) % L) lane[k] += (double)x[i];
-    return FSM_K(fsm_bn_combine_lanes)(lane);
-}
-
-/* sum(x - m) into *s and sum((x - m)^2) into *q */
-FSM_BN_INLINE void FSM_K(fsm_bn_sum_dev)(const REAL *x, ptrdiff_t n, REAL m, double *s,
-                                         double *q)
-{
-    enum { L = FSM_BN_VLANES, STEP = FSM_BN_VLANES * FSM_BN_FLUSH };
-    double ls[L] = {0}, lq[L] = {0};
-    ptrdiff_t i = 0;
-    for (; i + STEP <= n; i += STEP) {
-        FSM_BN_LANE_LOOP for (int k = 0; k < L; k++) {
-            REAL d[FSM_BN_FLUSH], d2[FSM_BN_FLUSH];
-            for (int r = 0; r < FSM_BN_FLUSH; r++) {
-                d[r] = x[i + r * L + k] - m;
-                d2[r] = d[r] * d[r];
-            }
-            ls[k] += (double)FSM_K(fsm_bn_sum8)(d, 1);
-            lq[k] += (double)FSM_K(fsm_bn_sum8)(d2, 1);
-        }
-    }
-    for (int k = 0; i < n; i++, k = (k + 1) % L) {
-        const double d = (double)x[i] - (double)m;
-        ls[k] += d;
-        lq[k] += d * d;
-    }
-    *s = FSM_K(fsm_bn_combine_lanes)(ls);
-    *q = FSM_K(fsm_bn_combine_lanes)(lq);
-}
-
-/* sum(g) into *sg and sum(g * (x - m)) into *sgx */
+/* sum(g) into *sg and sum(g * (x - m)) into *sgx.  Each lane adds
+ * FSM_BN_FLUSH terms at a time in REAL (float data at float's vector
+ * width), then folds them into double: products of deviations from the
+ * mean, eight at a time, lose little, and one that overflows makes a
+ * non-finite sum, which fsm_bn_grad_sums redoes in double. */
 FSM_BN_INLINE void FSM_K(fsm_bn_sum_grad)(const REAL *g, const REAL *x, ptrdiff_t n, REAL m,
                                           double *sg, double *sgx)
 {
-    enum { L = FSM_BN_VLANES, STEP = FSM_BN_VLANES * FSM_BN_FLUSH };
+    enum { L = FSM_BN_LANES, STEP = FSM_BN_LANES * FSM_BN_FLUSH };
     double lg[L] = {0}, lgx[L] = {0};
     ptrdiff_t i = 0;
     for (; i + STEP <= n; i += STEP) {
@@ -112,59 +95,42 @@ FSM_BN_INLINE void FSM_K(fsm_bn_sum_grad)(const REAL *g, const REAL *x, ptrdiff_
     *sgx = FSM_K(fsm_bn_combine_lanes)(lgx);
 }
 
-/* Mean and sum of squared deviations from the sums about m of n values. */
-FSM_BN_INLINE void FSM_K(fsm_bn_from_dev)(double n, REAL m, double s, double q, double *mean,
-                                          double *m2)
-{
-    const double ds = s / n, sq = q - s * ds;
-    *mean = (double)m + ds;
-    *m2 = sq < 0 ? 0 : sq; /* rounding can make it negative; NaN stays NaN */
-}
-
 /* ---- statistics --------------------------------------------------------- */
 
 /* Mean and sum of squared deviations of w <= FSM_BN_TILE columns (row
- * stride `width`) over `rows` rows.  Each group of FSM_BN_FLUSH rows is done
- * in registers, in REAL, in two passes: their mean m, then the sums of x - m
- * and (x - m)^2 give the group's mean and m2 exactly; groups fold in order
- * into double (Chan et al.), so the data is read once.  Rows left over fold
- * one at a time. */
+ * stride `width`) over `rows` rows, from sums of the deviations from row 0:
+ * shifted by a value of the data, so cancellation stays small.  Rows go
+ * FSM_BN_FLUSH at a time, so that the sums (in L1) are loaded and stored once
+ * per FSM_BN_FLUSH rows. */
 FSM_BN_INLINE void FSM_K(fsm_bn_tile_stats)(const REAL *x, ptrdiff_t width, ptrdiff_t rows,
                                             ptrdiff_t w, double *mean, double *m2)
 {
-    enum { G = FSM_BN_FLUSH };
-    double mu[FSM_BN_TILE], q[FSM_BN_TILE], n = 0;
-    for (ptrdiff_t j = 0; j < w; j++) mu[j] = q[j] = 0;
-    ptrdiff_t r = 0;
-    for (; r + G <= rows; r += G, n += G) {
-        const REAL *xr = x + r * width;
-        const double f = G / (n + G), h = n * f;
-        for (ptrdiff_t j = 0; j < w; j++) {
-            REAL d[G], d2[G];
-            const REAL m = FSM_K(fsm_bn_sum8)(xr + j, width) * (REAL)(1.0 / G);
-            for (int k = 0; k < G; k++) {
-                d[k] = xr[k * width + j] - m;
-                d2[k] = d[k] * d[k];
-            }
-            const double s = (double)FSM_K(fsm_bn_sum8)(d, 1);
-            const double gm = (double)m + s * (1.0 / G);
-            const double gq = (double)FSM_K(fsm_bn_sum8)(d2, 1) - s * s * (1.0 / G);
-            const double delta = gm - mu[j];
-            mu[j] += delta * f;
-            q[j] += gq + delta * delta * h;
-        }
-    }
-    for (; r < rows; r++, n++) {
-        const double f = 1 / (n + 1), h = n * f;
-        for (ptrdiff_t j = 0; j < w; j++) {
-            const double delta = (double)x[r * width + j] - mu[j];
-            mu[j] += delta * f;
-            q[j] += delta * delta * h;
-        }
-    }
+    double x0[FSM_BN_TILE], s[FSM_BN_TILE], q[FSM_BN_TILE];
     for (ptrdiff_t j = 0; j < w; j++) {
-        mean[j] = mu[j];
-        m2[j] = q[j] < 0 ? 0 : q[j]; /* rounding can make it negative; NaN stays NaN */
+        x0[j] = (double)x[j];
+        s[j] = q[j] = 0;
+    }
+    ptrdiff_t r = 1;
+    for (; r + FSM_BN_FLUSH <= rows; r += FSM_BN_FLUSH) {
+        const REAL *xr = x + r * width;
+        for (ptrdiff_t j = 0; j < w; j++) {
+            double d[FSM_BN_FLUSH];
+            for (int k = 0; k < FSM_BN_FLUSH; k++) d[k] = (double)xr[k * width + j] - x0[j];
+            s[j] += ((d[0] + d[1]) + (d[2] + d[3])) + ((d[4] + d[5]) + (d[6] + d[7]));
+            q[j] += ((d[0] * d[0] + d[1] * d[1]) + (d[2] * d[2] + d[3] * d[3]))
+                  + ((d[4] * d[4] + d[5] * d[5]) + (d[6] * d[6] + d[7] * d[7]));
+        }
+    }
+    for (; r < rows; r++)
+        for (ptrdiff_t j = 0; j < w; j++) {
+            const double d = (double)x[r * width + j] - x0[j];
+            s[j] += d;
+            q[j] += d * d;
+        }
+    for (ptrdiff_t j = 0; j < w; j++) {
+        const double ds = s[j] / (double)rows, sq = q[j] - s[j] * ds;
+        mean[j] = x0[j] + ds;
+        m2[j] = sq < 0 ? 0 : sq; /* rounding can make it negative; NaN stays NaN */
     }
 }
 
@@ -196,11 +162,9 @@ FSM_BN_INLINE void FSM_K(fsm_bn_run_block_stats)(const FSM_K(fsm_bn_job) *job, p
         const REAL *run = job->x + (o * p->C + c) * p->inner;
         for (ptrdiff_t i = 0; i < p->inner; i += FSM_BN_CHUNK) {
             const ptrdiff_t len = p->inner - i < FSM_BN_CHUNK ? p->inner - i : FSM_BN_CHUNK;
-            const REAL m = (REAL)(FSM_K(fsm_bn_sum)(run + i, len) / (double)len);
-            double s, q, mc, m2c;
-            FSM_K(fsm_bn_sum_dev)(run + i, len, m, &s, &q);
-            FSM_K(fsm_bn_from_dev)((double)len, m, s, q, &mc, &m2c);
-            fsm_bn_merge(&n, &mean, &m2, (double)len, mc, m2c);
+            const double mc = FSM_K(fsm_bn_sum)(run + i, len) / (double)len;
+            fsm_bn_merge(&n, &mean, &m2, (double)len, mc,
+                         FSM_K(fsm_bn_sum_sqdev)(run + i, len, mc));
         }
     }
     job->part_a[c * p->nblocks + b] = mean;
@@ -568,6 +532,5 @@ int FSM_K(fsm_bn_train)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C, 
     return 0;
 }
 
-#undef FSM_BN_VLANES
 #undef FSM_BN_INLINE
 #undef FSM_K

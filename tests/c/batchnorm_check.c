@@ -19,7 +19,7 @@ static int failures;
         }                                                                                     \
     } while (0)
 
-#define RUN(REAL, SUF, TOL, STOL)                                                             \
+#define RUN(REAL, SUF, TOL, GTOL)                                                             \
 static void run_##SUF(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)                          \
 {                                                                                             \
     ptrdiff_t n = outer * C * inner;                                                          \
@@ -52,8 +52,8 @@ static void run_##SUF(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)            
                 gs += g[k];                                                                   \
                 gxs += g[k] * (x[k] - mu);                                                    \
             }                                                                                 \
-        CHECK(fabs(mean[c] - mu) <= STOL * fabs(mu), #SUF " mean c=%td", c);                  \
-        CHECK(fabs(m2[c] - sq) <= 1e3 * STOL * (sq + 1), #SUF " m2 c=%td %g %g", c, m2[c], sq); \
+        CHECK(fabs(mean[c] - mu) <= 1e-12 * fabs(mu), #SUF " mean c=%td", c);                 \
+        CHECK(fabs(m2[c] - sq) <= 1e-9 * sq + 1e-9, #SUF " m2 c=%td %g %g", c, m2[c], sq);    \
         a[c] = 1.5; s[c] = 0.5 + c; t[c] = -c;                                                \
         sg[c] = gs; sgx[c] = gxs; /* what the kernel must find */                             \
     }                                                                                         \
@@ -61,9 +61,9 @@ static void run_##SUF(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)            
     memcpy(m22, sgx, C * 8);                                                                  \
     CHECK(fsm_bn_grad_sums_##SUF(g, x, outer, C, inner, mean, sg, sgx, 3) == 0, "alloc");     \
     for (ptrdiff_t c = 0; c < C; c++) {                                                       \
-        CHECK(fabs(sg[c] - mean2[c]) <= 1e3 * STOL * (1 + fabs(mean2[c])) * outer * inner,    \
+        CHECK(fabs(sg[c] - mean2[c]) <= GTOL * (1 + fabs(mean2[c])) * outer * inner,          \
               #SUF " sum_g c=%td", c);                                                        \
-        CHECK(fabs(sgx[c] - m22[c]) <= 1e3 * STOL * (1 + fabs(m22[c])) * outer * inner,       \
+        CHECK(fabs(sgx[c] - m22[c]) <= GTOL * (1 + fabs(m22[c])) * outer * inner,             \
               #SUF " sum_gxc c=%td", c);                                                      \
     }                                                                                         \
     CHECK(fsm_bn_apply_##SUF(NULL, x, y, outer, C, inner, NULL, s, mean, t, 2) == 0, "a");    \
@@ -84,10 +84,10 @@ static void run_##SUF(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)            
     free(mean2); free(m22); free(a); free(s); free(t);                                        \
 }
 
-/* STOL: the statistics' tolerance; float data is summed in float over
- * FSM_BN_FLUSH values at a time. */
-RUN(float, f32, 1e-5, 1e-8)
-RUN(double, f64, 1e-12, 1e-12)
+/* GTOL: the gradient sums' tolerance; float data adds its terms in float
+ * eight at a time. */
+RUN(float, f32, 1e-5, 1e-6)
+RUN(double, f64, 1e-12, 1e-9)
 
 /* The one-call training forward against fsm_bn_stats, fsm_bn_invstd and
  * fsm_bn_apply: bit-identical for 1 to 3 threads, and in place. */
