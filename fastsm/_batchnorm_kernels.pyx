@@ -5,11 +5,20 @@ float32 or float64, laid out as (outer, C, inner), and float64 per-feature
 arrays of length C.  An optional per-feature array is passed as None.
 Arrays are typed as ndarray rather than memoryviews: acquiring a memoryview
 costs about half a microsecond per argument.
+
+fast_forward and fast_backward take the common call of the public
+functions whole, checks included, and return None for anything else.
 """
 cimport numpy as cnp
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stddef cimport ptrdiff_t
 
+from ._threads import get_num_threads
+
 cnp.import_array()
+
+cdef extern from "parallel.h":
+    ptrdiff_t FSM_PARALLEL_GRAIN
 
 cdef extern from "batchnorm.h" nogil:
     void fsm_bn_update_running_f32(float *r, const double *batch, ptrdiff_t C, double momentum, double factor)
@@ -146,13 +155,6 @@ def train(cnp.ndarray x, cnp.ndarray out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_
 # contiguous float32/float64 of length C (or None where allowed), float
 # momentum and eps in range, and `out` None or an array of the data's shape
 # and dtype that is the input itself or apart from it.
-
-cdef extern from "parallel.h":
-    ptrdiff_t FSM_PARALLEL_GRAIN
-
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
-
-from ._threads import get_num_threads
 
 
 cdef inline bint plain_data(object a):
