@@ -1,10 +1,12 @@
 """Batch normalization, functional form: forward, backward, and the
 per-feature statistics of data split into shards.
 
-Arguments are checked in fastsm/_batchnorm_args.py (shared with the
-reference); the kernels see the input as (outer, C, inner), C-contiguous,
-and per-feature float64 arrays.  The per-feature arithmetic (C values) is
-done here in float64.
+The common call (contiguous float32/float64 data and per-feature arrays)
+is taken whole by the kernel module's fast_forward / fast_backward; anything
+else is checked in fastsm/_batchnorm_args.py (shared with the reference),
+which gives every error message.  The kernels see the input as (outer, C,
+inner), C-contiguous, and per-feature float64 arrays.  The per-feature
+arithmetic (C values) is done in float64, here or in the fast path.
 """
 import numpy as np
 
@@ -104,6 +106,10 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     >>> rm, rv
     (array([0.2, 2. ]), array([ 1.1, 20.9]))
     """
+    result = _k.fast_forward(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                             axis, out)
+    if result is not None:
+        return result
     args = forward_args(x, weight, bias, running_mean, running_var, training, momentum, eps,
                         axis, out)
     v = args.view
@@ -157,7 +163,8 @@ def batch_norm_backward(grad, x, weight, mean, invstd, *, training=True, axis=1,
     ``dweight = sum(grad * xhat)``, ``dbias = sum(grad)``, and in training
     ``dx = weight * invstd * (grad - mean(grad) - xhat * mean(grad * xhat))``;
     with ``training=False`` (running statistics, held fixed)
-    ``dx = grad * weight * invstd``.  Sums accumulate in float64.
+    ``dx = grad * weight * invstd``.  Sums accumulate in float64; float32
+    data adds its terms eight at a time in float32 first.
 
     Parameters
     ----------
@@ -200,6 +207,9 @@ def batch_norm_backward(grad, x, weight, mean, invstd, *, training=True, axis=1,
     >>> dx.ravel().round(4), dw.round(4), db
     (array([ 0.1763, -0.2204,  0.0441]), array([-0.9258]), array([1.]))
     """
+    result = _k.fast_backward(grad, x, weight, mean, invstd, training, axis, out)
+    if result is not None:
+        return result
     args = backward_args(grad, x, weight, mean, invstd, axis, out)
     v = args.view
     gc = np.ascontiguousarray(args.grad, v.compute)

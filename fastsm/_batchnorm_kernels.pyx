@@ -5,11 +5,20 @@ float32 or float64, laid out as (outer, C, inner), and float64 per-feature
 arrays of length C.  An optional per-feature array is passed as None.
 Arrays are typed as ndarray rather than memoryviews: acquiring a memoryview
 costs about half a microsecond per argument.
+
+fast_forward and fast_backward take the common call of the public
+functions whole, checks included, and return None for anything else.
 """
 cimport numpy as cnp
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stddef cimport ptrdiff_t
 
+from ._threads import get_num_threads
+
 cnp.import_array()
+
+cdef extern from "parallel.h":
+    ptrdiff_t FSM_PARALLEL_GRAIN
 
 cdef extern from "batchnorm.h" nogil:
     void fsm_bn_update_running_f32(float *r, const double *batch, ptrdiff_t C, double momentum, double factor)
@@ -135,3 +144,307 @@ def train(cnp.ndarray x, cnp.ndarray out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_
             status = fsm_bn_train_f64(<const double *>xp, <double *>op, outer, C, inner, wp, bp,
                                       eps, mp, qp, ip, threads)
     check(status)
+
+
+# ---- the common call, whole -------------------------------------------------
+#
+# fast_forward and fast_backward take the common call in a few C-level checks
+# and return None for anything else, which fastsm/_batchnorm.py sends through
+# the general path (and its validation and error messages).  Common: C-contiguous
+# aligned float32/float64 data, an int axis, per-feature arrays that are
+# contiguous float32/float64 of length C (or None where allowed), float
+# momentum and eps in range, and `out` None or an array of the data's shape
+# and dtype that is the input itself or apart from it.
+
+
+cdef inline bint plain_data(object a):
+    """A nonempty C-contiguous aligned float32/float64 ndarray of at least one dimension."""
+    if type(a) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int typ = cnp.PyArray_TYPE(arr)
+    return (cnp.PyArray_NDIM(arr) > 0 and (typ == cnp.NPY_FLOAT32 or typ == cnp.NPY_FLOAT64)
+            and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
+            and cnp.PyArray_SIZE(arr) > 0)
+
+
+cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b):
+    cdef int nd = cnp.PyArray_NDIM(a), d
+    if cnp.PyArray_NDIM(b) != nd:
+        return False
+    for d in range(nd):
+        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
+            return False
+    return True
+
+
+cdef inline bint plain_param(object a, ptrdiff_t C):
+    """A contiguous aligned float32/float64 ndarray of shape (C,)."""
+    if type(a) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int typ = cnp.PyArray_TYPE(arr)
+    return (cnp.PyArray_NDIM(arr) == 1 and cnp.PyArray_DIM(arr, 0) == C
+            and (typ == cnp.NPY_FLOAT32 or typ == cnp.NPY_FLOAT64)
+            and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr))
+
+
+cdef inline bint plain_running(object r, ptrdiff_t C):
+    """A running statistic the training call may update in place, or None."""
+    return r is None or (plain_param(r, C) and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>r))
+
+
+cdef inline bint apart(cnp.ndarray a, cnp.ndarray b):
+    """Whether two contiguous arrays share no byte."""
+    cdef char *pa = <char *>cnp.PyArray_DATA(a)
+    cdef char *pb = <char *>cnp.PyArray_DATA(b)
+    return pa + cnp.PyArray_NBYTES(a) <= pb or pb + cnp.PyArray_NBYTES(b) <= pa
+
+
+cdef inline bint plain_out(object out, cnp.ndarray like, cnp.ndarray other):
+    """`out` writable, of `like`'s shape and dtype, contiguous, and exactly on
+    top of each of the inputs `like` and `other` or apart from it."""
+    if type(out) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray o = <cnp.ndarray>out
+    if (cnp.PyArray_TYPE(o) != cnp.PyArray_TYPE(like) or not same_shape(o, like)
+            or not cnp.PyArray_IS_C_CONTIGUOUS(o) or not cnp.PyArray_ISALIGNED(o)
+            or not cnp.PyArray_ISWRITEABLE(o)):
+        return False
+    for src in (like, other):
+        if (cnp.PyArray_DATA(o) != cnp.PyArray_DATA(<cnp.ndarray>src)
+                and not apart(o, <cnp.ndarray>src)):
+            return False
+    return True
+
+
+cdef inline int feature_axis(cnp.ndarray x, object axis):
+    """`axis` as an index into x's dimensions, or -1 if it is not a plain one."""
+    if type(axis) is not int:
+        return -1
+    cdef int nd = cnp.PyArray_NDIM(x)
+    cdef long a = axis
+    if a < -nd or a >= nd:
+        return -1
+    return <int>(a + nd if a < 0 else a)
+
+
+cdef inline void to_double(object a, double *dst, ptrdiff_t C):
+    """dst = a (a plain_param) in float64."""
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef ptrdiff_t c
+    cdef const float *f
+    cdef const double *d
+    if cnp.PyArray_TYPE(arr) == cnp.NPY_FLOAT32:
+        f = <const float *>cnp.PyArray_DATA(arr)
+        for c in range(C):
+            dst[c] = f[c]
+    else:
+        d = <const double *>cnp.PyArray_DATA(arr)
+        for c in range(C):
+            dst[c] = d[c]
+
+
+cdef inline double *to_double_or_null(object a, double *dst, ptrdiff_t C):
+    if a is None:
+        return NULL
+    to_double(a, dst, C)
+    return dst
+
+
+cdef cnp.ndarray per_feature_result(const double *v, ptrdiff_t C, int typ):
+    """A new (C,) array of dtype typ holding v."""
+    cdef cnp.npy_intp n = C
+    cdef cnp.ndarray r = cnp.PyArray_EMPTY(1, &n, typ, 0)
+    cdef ptrdiff_t c
+    cdef float *f
+    cdef double *d
+    if typ == cnp.NPY_FLOAT32:
+        f = <float *>cnp.PyArray_DATA(r)
+        for c in range(C):
+            f[c] = <float>v[c]
+    else:
+        d = <double *>cnp.PyArray_DATA(r)
+        for c in range(C):
+            d[c] = v[c]
+    return r
+
+
+cdef inline void update_from(object r, const double *batch, ptrdiff_t C, double momentum,
+                             double factor):
+    """update_running of a plain_running r from a C array."""
+    cdef cnp.ndarray arr = <cnp.ndarray>r
+    if cnp.PyArray_TYPE(arr) == cnp.NPY_FLOAT32:
+        fsm_bn_update_running_f32(<float *>cnp.PyArray_DATA(arr), batch, C, momentum, factor)
+    else:
+        fsm_bn_update_running_f64(<double *>cnp.PyArray_DATA(arr), batch, C, momentum, factor)
+
+
+cdef inline int threads_for(cnp.ndarray x):
+    # Below the grain the kernels run on the calling thread whatever they are
+    # allowed (and the result never depends on it), so the setting is not read.
+    return 1 if cnp.PyArray_SIZE(x) < FSM_PARALLEL_GRAIN else get_num_threads()
+
+
+cdef inline cnp.ndarray target_for(object out, cnp.ndarray x):
+    if out is not None:
+        return <cnp.ndarray>out
+    return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), cnp.PyArray_TYPE(x), 0)
+
+
+cdef inline void split(cnp.ndarray x, int ax, ptrdiff_t *outer, ptrdiff_t *C, ptrdiff_t *inner):
+    """x seen as (outer, C, inner) around axis ax."""
+    cdef int d
+    outer[0] = 1
+    inner[0] = 1
+    for d in range(ax):
+        outer[0] *= cnp.PyArray_DIM(x, d)
+    for d in range(ax + 1, cnp.PyArray_NDIM(x)):
+        inner[0] *= cnp.PyArray_DIM(x, d)
+    C[0] = cnp.PyArray_DIM(x, ax)
+
+
+def fast_forward(x, weight, bias, running_mean, running_var, training, momentum, eps, axis,
+                 out):
+    """batch_norm_forward's (y, mean, invstd) for the common call, else None."""
+    if not plain_data(x) or (training is not True and training is not False):
+        return None
+    if type(momentum) is not float or type(eps) is not float:
+        return None
+    cdef double mom = momentum, ep = eps
+    if not (0.0 <= mom <= 1.0 and ep > 0.0):
+        return None
+    cdef cnp.ndarray a = <cnp.ndarray>x
+    cdef int ax = feature_axis(a, axis)
+    if ax < 0:
+        return None
+    cdef ptrdiff_t outer, C, inner
+    split(a, ax, &outer, &C, &inner)
+    if weight is not None and not plain_param(weight, C):
+        return None
+    if bias is not None and not plain_param(bias, C):
+        return None
+    if training:
+        if outer * inner < 2 or not plain_running(running_mean, C) \
+                or not plain_running(running_var, C):
+            return None
+    elif not plain_param(running_mean, C) or not plain_param(running_var, C):
+        return None
+    if out is not None and not plain_out(out, a, a):
+        return None
+
+    cdef double *scratch = <double *>PyMem_Malloc(6 * C * sizeof(double))
+    if scratch == NULL:
+        raise MemoryError("batch norm: out of memory for per-feature values")
+    cdef double *mean = scratch
+    cdef double *m2 = scratch + C
+    cdef double *inv = scratch + 2 * C
+    cdef double *scale = scratch + 3 * C
+    cdef const double *wp = to_double_or_null(weight, scratch + 4 * C, C)
+    cdef const double *bp = to_double_or_null(bias, scratch + 5 * C, C)
+    cdef cnp.ndarray y = target_for(out, a)
+    cdef int threads = threads_for(a), status = 0, typ = cnp.PyArray_TYPE(a)
+    cdef void *xp = cnp.PyArray_DATA(a)
+    cdef void *yp = cnp.PyArray_DATA(y)
+    try:
+        if training:
+            with nogil:
+                if typ == cnp.NPY_FLOAT32:
+                    status = fsm_bn_train_f32(<const float *>xp, <float *>yp, outer, C, inner,
+                                              wp, bp, ep, mean, m2, inv, threads)
+                else:
+                    status = fsm_bn_train_f64(<const double *>xp, <double *>yp, outer, C, inner,
+                                              wp, bp, ep, mean, m2, inv, threads)
+            check(status)
+            if running_mean is not None:
+                update_from(running_mean, mean, C, mom, 1.0)
+            if running_var is not None:
+                update_from(running_var, m2, C, mom, 1.0 / <double>(outer * inner - 1))
+        else:
+            to_double(running_mean, mean, C)
+            to_double(running_var, m2, C)
+            fsm_bn_invstd(m2, C, 1.0, ep, wp, inv, scale)
+            with nogil:
+                if typ == cnp.NPY_FLOAT32:
+                    status = fsm_bn_apply_f32(NULL, <const float *>xp, <float *>yp, outer, C,
+                                              inner, NULL, scale, mean, bp, threads)
+                else:
+                    status = fsm_bn_apply_f64(NULL, <const double *>xp, <double *>yp, outer, C,
+                                              inner, NULL, scale, mean, bp, threads)
+            check(status)
+        return y, per_feature_result(mean, C, typ), per_feature_result(inv, C, typ)
+    finally:
+        PyMem_Free(scratch)
+
+
+def fast_backward(grad, x, weight, mean, invstd, training, axis, out):
+    """batch_norm_backward's (dx, dweight, dbias) for the common call, else None."""
+    if not plain_data(grad) or not plain_data(x) or (training is not True
+                                                      and training is not False):
+        return None
+    cdef cnp.ndarray g = <cnp.ndarray>grad, a = <cnp.ndarray>x
+    if cnp.PyArray_TYPE(g) != cnp.PyArray_TYPE(a) or not same_shape(g, a):
+        return None
+    cdef int ax = feature_axis(a, axis)
+    if ax < 0:
+        return None
+    cdef ptrdiff_t outer, C, inner
+    split(a, ax, &outer, &C, &inner)
+    if weight is not None and not plain_param(weight, C):
+        return None
+    if not plain_param(mean, C) or not plain_param(invstd, C):
+        return None
+    if out is not None and not plain_out(out, a, g):
+        return None
+
+    cdef double *scratch = <double *>PyMem_Malloc(8 * C * sizeof(double))
+    if scratch == NULL:
+        raise MemoryError("batch norm: out of memory for per-feature values")
+    cdef double *mu = scratch
+    cdef double *inv = scratch + C
+    cdef double *sum_g = scratch + 2 * C
+    cdef double *sum_gxc = scratch + 3 * C
+    cdef double *k = scratch + 4 * C
+    cdef double *s = scratch + 5 * C
+    cdef double *t = scratch + 6 * C
+    cdef const double *wp = to_double_or_null(weight, scratch + 7 * C, C)
+    cdef double count = <double>(outer * inner)
+    cdef cnp.ndarray dx = target_for(out, a)
+    cdef int threads = threads_for(a), status = 0, typ = cnp.PyArray_TYPE(a)
+    cdef void *gp = cnp.PyArray_DATA(g)
+    cdef void *xp = cnp.PyArray_DATA(a)
+    cdef void *dp = cnp.PyArray_DATA(dx)
+    cdef ptrdiff_t c
+    try:
+        to_double(mean, mu, C)
+        to_double(invstd, inv, C)
+        with nogil:
+            if typ == cnp.NPY_FLOAT32:
+                status = fsm_bn_grad_sums_f32(<const float *>gp, <const float *>xp, outer, C,
+                                              inner, mu, sum_g, sum_gxc, threads)
+            else:
+                status = fsm_bn_grad_sums_f64(<const double *>gp, <const double *>xp, outer, C,
+                                              inner, mu, sum_g, sum_gxc, threads)
+        check(status)
+        # the factors of batch_norm_backward's general path, in the same order
+        for c in range(C):
+            k[c] = inv[c] if wp == NULL else inv[c] * wp[c]
+            s[c] = -inv[c] * inv[c] * sum_gxc[c] / count
+            t[c] = -sum_g[c] / count
+        if not training:
+            xp = NULL
+        with nogil:
+            if typ == cnp.NPY_FLOAT32:
+                status = fsm_bn_apply_f32(<const float *>gp, <const float *>xp, <float *>dp,
+                                          outer, C, inner, k, s if xp else NULL,
+                                          mu if xp else NULL, t if xp else NULL, threads)
+            else:
+                status = fsm_bn_apply_f64(<const double *>gp, <const double *>xp, <double *>dp,
+                                          outer, C, inner, k, s if xp else NULL,
+                                          mu if xp else NULL, t if xp else NULL, threads)
+        check(status)
+        for c in range(C):
+            sum_gxc[c] *= inv[c]
+        return dx, per_feature_result(sum_gxc, C, typ), per_feature_result(sum_g, C, typ)
+    finally:
+        PyMem_Free(scratch)

@@ -58,22 +58,38 @@ FSM_BN_INLINE double FSM_K(fsm_bn_sum_sqdev)(const REAL *x, ptrdiff_t n, double 
     return FSM_K(fsm_bn_combine_lanes)(lane);
 }
 
-/* sum(g) into *sg and sum(g * (x - mean)) into *sgx */
-FSM_BN_INLINE void FSM_K(fsm_bn_sum_grad)(const REAL *g, const REAL *x, ptrdiff_t n, double mean,
+/* x[0] + x[stride] + ... + x[7*stride] in REAL, a fixed tree (so the adds
+ * are independent, not one chain). */
+FSM_BN_INLINE REAL FSM_K(fsm_bn_sum8)(const REAL *x, ptrdiff_t stride)
+{
+    return ((x[0] + x[stride]) + (x[2 * stride] + x[3 * stride]))
+         + ((x[4 * stride] + x[5 * stride]) + (x[6 * stride] + x[7 * stride]));
+}
+
+/* sum(g) into *sg and sum(g * (x - m)) into *sgx.  Each lane adds
+ * FSM_BN_FLUSH terms at a time in REAL (float data at float's vector
+ * width), then folds them into double: products of deviations from the
+ * mean, eight at a time, lose little, and one that overflows makes a
+ * non-finite sum, which fsm_bn_grad_sums redoes in double. */
+FSM_BN_INLINE void FSM_K(fsm_bn_sum_grad)(const REAL *g, const REAL *x, ptrdiff_t n, REAL m,
                                           double *sg, double *sgx)
 {
-    double lg[FSM_BN_LANES] = {0}, lgx[FSM_BN_LANES] = {0};
+    enum { L = FSM_BN_LANES, STEP = FSM_BN_LANES * FSM_BN_FLUSH };
+    double lg[L] = {0}, lgx[L] = {0};
     ptrdiff_t i = 0;
-    for (; i + FSM_BN_LANES <= n; i += FSM_BN_LANES)
-        FSM_BN_LANE_LOOP for (int k = 0; k < FSM_BN_LANES; k++) {
-            double gv = (double)g[i + k];
-            lg[k] += gv;
-            lgx[k] += gv * ((double)x[i + k] - mean);
+    for (; i + STEP <= n; i += STEP) {
+        FSM_BN_LANE_LOOP for (int k = 0; k < L; k++) {
+            REAL p[FSM_BN_FLUSH];
+            for (int r = 0; r < FSM_BN_FLUSH; r++)
+                p[r] = g[i + r * L + k] * (x[i + r * L + k] - m);
+            lg[k] += (double)FSM_K(fsm_bn_sum8)(g + i + k, L);
+            lgx[k] += (double)FSM_K(fsm_bn_sum8)(p, 1);
         }
-    for (int k = 0; i < n; i++, k++) {
-        double gv = (double)g[i];
+    }
+    for (int k = 0; i < n; i++, k = (k + 1) % L) {
+        const double gv = (double)g[i];
         lg[k] += gv;
-        lgx[k] += gv * ((double)x[i] - mean);
+        lgx[k] += gv * ((double)x[i] - (double)m);
     }
     *sg = FSM_K(fsm_bn_combine_lanes)(lg);
     *sgx = FSM_K(fsm_bn_combine_lanes)(lgx);
@@ -242,34 +258,31 @@ int FSM_K(fsm_bn_stats)(const REAL *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t i
 
 /* ---- gradient sums ------------------------------------------------------ */
 
-/* sum(g) and sum(g * (x - mean)) of w <= FSM_BN_TILE columns over `rows`
- * rows (row stride `width`), into sg[j] and sgx[j]; rows four at a time. */
+/* sum(g) and sum(g * (x - m)) of w <= FSM_BN_TILE columns over `rows`
+ * rows (row stride `width`), into sg[j] and sgx[j]; rows four at a time
+ * (eight would hold more row pointers than there are registers), summed in
+ * REAL and folded into double. */
 FSM_BN_INLINE void FSM_K(fsm_bn_tile_grad)(const REAL *g, const REAL *x, ptrdiff_t width,
-                                           ptrdiff_t rows, ptrdiff_t w, const double *mean,
+                                           ptrdiff_t rows, ptrdiff_t w, const REAL *m,
                                            double *sg, double *sgx)
 {
-    double m[FSM_BN_TILE], s[FSM_BN_TILE], sx[FSM_BN_TILE];
-    for (ptrdiff_t j = 0; j < w; j++) {
-        m[j] = mean[j];
-        s[j] = sx[j] = 0;
-    }
+    double s[FSM_BN_TILE], sx[FSM_BN_TILE];
+    for (ptrdiff_t j = 0; j < w; j++) s[j] = sx[j] = 0;
     ptrdiff_t r = 0;
     for (; r + 4 <= rows; r += 4) {
         const REAL *g1 = g + r * width, *g2 = g1 + width, *g3 = g2 + width, *g4 = g3 + width;
         const REAL *x1 = x + r * width, *x2 = x1 + width, *x3 = x2 + width, *x4 = x3 + width;
         for (ptrdiff_t j = 0; j < w; j++) {
-            const double a1 = (double)g1[j], a2 = (double)g2[j], a3 = (double)g3[j],
-                         a4 = (double)g4[j];
-            s[j] += (a1 + a2) + (a3 + a4);
-            sx[j] += (a1 * ((double)x1[j] - m[j]) + a2 * ((double)x2[j] - m[j]))
-                   + (a3 * ((double)x3[j] - m[j]) + a4 * ((double)x4[j] - m[j]));
+            s[j] += (double)((g1[j] + g2[j]) + (g3[j] + g4[j]));
+            sx[j] += (double)((g1[j] * (x1[j] - m[j]) + g2[j] * (x2[j] - m[j]))
+                              + (g3[j] * (x3[j] - m[j]) + g4[j] * (x4[j] - m[j])));
         }
     }
     for (; r < rows; r++)
         for (ptrdiff_t j = 0; j < w; j++) {
             const double a = (double)g[r * width + j];
             s[j] += a;
-            sx[j] += a * ((double)x[r * width + j] - m[j]);
+            sx[j] += a * ((double)x[r * width + j] - (double)m[j]);
         }
     for (ptrdiff_t j = 0; j < w; j++) {
         sg[j] = s[j];
@@ -278,7 +291,7 @@ FSM_BN_INLINE void FSM_K(fsm_bn_tile_grad)(const REAL *g, const REAL *x, ptrdiff
 }
 
 /* Column layout: part_a / part_b[b*width + col] = the block's sum(g) and
- * sum(g * (x - mean)), mean given per column. */
+ * sum(g * (x - m)), m the mean rounded to REAL, given per column. */
 FSM_HOT static void FSM_K(fsm_bn_grad_columns)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)
 {
     const FSM_K(fsm_bn_job) *job = ctx;
@@ -289,12 +302,12 @@ FSM_HOT static void FSM_K(fsm_bn_grad_columns)(void *ctx, ptrdiff_t t0, ptrdiff_
         const ptrdiff_t col1 = width - col0 < FSM_BN_TILE ? width : col0 + FSM_BN_TILE;
         const ptrdiff_t rows = fsm_bn_block_rows(p, b), row0 = b * p->rows * width;
         FSM_K(fsm_bn_tile_grad)(job->g + row0 + col0, job->x + row0 + col0, width, rows,
-                                col1 - col0, job->mean + col0, job->part_a + b * width + col0,
+                                col1 - col0, job->pm + col0, job->part_a + b * width + col0,
                                 job->part_b + b * width + col0);
     }
 }
 
-/* Run layout: part_a / part_b[c*nblocks + b], mean given per feature. */
+/* Run layout: part_a / part_b[c*nblocks + b], m given per feature. */
 FSM_HOT static void FSM_K(fsm_bn_grad_runs)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)
 {
     const FSM_K(fsm_bn_job) *job = ctx;
@@ -306,13 +319,37 @@ FSM_HOT static void FSM_K(fsm_bn_grad_runs)(void *ctx, ptrdiff_t t0, ptrdiff_t t
         for (ptrdiff_t o = o0; o < o1; o++) {
             const ptrdiff_t offset = (o * p->C + c) * p->inner;
             double rg, rgx;
-            FSM_K(fsm_bn_sum_grad)(job->g + offset, job->x + offset, p->inner, job->mean[c], &rg,
+            FSM_K(fsm_bn_sum_grad)(job->g + offset, job->x + offset, p->inner, job->pm[c], &rg,
                                    &rgx);
             sg += rg;
             sgx += rgx;
         }
         job->part_a[c * p->nblocks + b] = sg;
         job->part_b[c * p->nblocks + b] = sgx;
+    }
+}
+
+/* Redoes sum(g) and sum(g * (x - mean)) of the features whose fast sums
+ * are not finite, in double throughout: a REAL partial sum may overflow
+ * where the double one does not. */
+static void FSM_K(fsm_bn_fix_grad_sums)(const FSM_K(fsm_bn_job) *job, double *sum_g,
+                                        double *sum_gxc)
+{
+    const fsm_bn_plan *p = &job->p;
+    for (ptrdiff_t c = 0; c < p->C; c++) {
+        if (isfinite(sum_g[c]) && isfinite(sum_gxc[c]))
+            continue;
+        double sg = 0, sgx = 0;
+        for (ptrdiff_t o = 0; o < p->outer; o++) {
+            const ptrdiff_t offset = (o * p->C + c) * p->inner;
+            for (ptrdiff_t j = 0; j < p->inner; j++) {
+                const double gv = (double)job->g[offset + j];
+                sg += gv;
+                sgx += gv * ((double)job->x[offset + j] - job->mean[c]);
+            }
+        }
+        sum_g[c] = sg;
+        sum_gxc[c] = sgx;
     }
 }
 
@@ -323,26 +360,23 @@ int FSM_K(fsm_bn_grad_sums)(const REAL *g, const REAL *x, ptrdiff_t outer, ptrdi
     FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .g = g, .x = x, .mean = mean};
     const fsm_bn_plan *p = &job.p;
     const ptrdiff_t np = fsm_bn_partial_count(p);
-    /* The column layout also needs the mean of every column. */
-    const ptrdiff_t ncol = p->columns ? p->width : 0;
-    double *part = malloc((2 * (size_t)np + (size_t)ncol) * sizeof *part);
+    double *part = malloc(2 * (size_t)np * sizeof *part + (size_t)p->width * sizeof(REAL));
     if (!part)
         return -1;
     job.part_a = part;
     job.part_b = part + np;
-    if (p->columns) {
-        double *col_mean = part + 2 * np;
-        for (ptrdiff_t c = 0; c < C; c++)
-            for (ptrdiff_t j = 0; j < inner; j++) col_mean[c * inner + j] = mean[c];
-        job.mean = col_mean;
-        fsm_parallel_for(p->ntasks, FSM_BN_WORK(2 * p->task_values), max_threads,
-                         FSM_K(fsm_bn_grad_columns), &job);
-    } else {
-        fsm_parallel_for(p->ntasks, FSM_BN_WORK(2 * p->task_values), max_threads,
-                         FSM_K(fsm_bn_grad_runs), &job);
-    }
+    /* The sums run about m, the mean rounded to REAL (per column in the
+     * column layout); x - mean = (x - m) + (m - mean) adds the rest. */
+    job.pm = (REAL *)(part + 2 * np);
+    const ptrdiff_t per = p->columns ? inner : 1;
+    for (ptrdiff_t k = 0; k < p->width; k++) job.pm[k] = (REAL)mean[k / per];
+    fsm_parallel_for(p->ntasks, FSM_BN_WORK(2 * p->task_values), max_threads,
+                     p->columns ? FSM_K(fsm_bn_grad_columns) : FSM_K(fsm_bn_grad_runs), &job);
     fsm_bn_finish_sums(p, job.part_a, sum_g);
     fsm_bn_finish_sums(p, job.part_b, sum_gxc);
+    for (ptrdiff_t c = 0; c < C; c++)
+        sum_gxc[c] += ((double)(REAL)mean[c] - mean[c]) * sum_g[c];
+    FSM_K(fsm_bn_fix_grad_sums)(&job, sum_g, sum_gxc);
     free(part);
     return 0;
 }

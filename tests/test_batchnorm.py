@@ -216,6 +216,59 @@ def test_out_and_in_place(rng):
     np.testing.assert_array_equal(g, dx)
 
 
+def strided_copy(a):
+    """A writable view with a stride of 2 holding the values of 1-D `a`."""
+    view = np.zeros(2 * a.size, a.dtype)[::2]
+    view[...] = a
+    return view
+
+
+# Per-feature arrays holding the same values in forms that take the fast path
+# (contiguous float32/float64 arrays) and forms that do not.
+PARAM_FORMS = [("same", lambda a: a), ("float64", lambda a: a.astype(np.float64)),
+               ("list", lambda a: a.tolist()), ("strided", strided_copy)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("training", [True, False])
+def test_per_feature_arrays_of_any_form_give_the_same_bits(rng, dtype, training):
+    x, w, b = inputs(rng, (40, 6, 5), 1, dtype)
+    grad = rng.standard_normal(x.shape).astype(dtype)
+    rm0, rv0 = np.linspace(-1, 1, 6).astype(dtype), np.linspace(0.5, 2, 6).astype(dtype)
+    results = []
+    for name, form in PARAM_FORMS:
+        # updated running statistics must be ndarrays of their own dtype
+        updatable = name in ("same", "strided")
+        rm, rv = (form(rm0.copy()), form(rv0.copy())) if updatable or not training \
+            else (rm0.copy(), rv0.copy())
+        y, mean, invstd = fastsm.batch_norm_forward(x, form(w), form(b), rm, rv,
+                                                    training=training, momentum=0.3)
+        back = fastsm.batch_norm_backward(grad, x, form(w), form(mean), form(invstd),
+                                          training=training)
+        running = (rm, rv) if training else ()
+        results.append((name, (y, mean, invstd) + running + back))
+    for name, got in results[1:]:
+        for g, want in zip(got, results[0][1]):
+            assert g.dtype == want.dtype, name
+            np.testing.assert_array_equal(g, want, err_msg=name)
+
+
+def test_out_overlapping_an_input_in_part(rng):
+    x, w, b = inputs(rng, (30, 4, 6), 1, np.float64)
+    grad = rng.standard_normal(x.shape)
+    y, mean, invstd = fastsm.batch_norm_forward(x, w, b)
+    dx, _, _ = fastsm.batch_norm_backward(grad, x, w, mean, invstd)
+    buf = np.zeros(x.size + 5)
+    buf[:x.size] = x.ravel()
+    xv, out = buf[:x.size].reshape(x.shape), buf[5:].reshape(x.shape)
+    assert fastsm.batch_norm_forward(xv, w, b, out=out)[0] is out
+    np.testing.assert_array_equal(out, y)
+    buf[:x.size] = grad.ravel()
+    gv = buf[:x.size].reshape(x.shape)
+    assert fastsm.batch_norm_backward(gv, x, w, mean, invstd, out=out)[0] is out
+    np.testing.assert_array_equal(out, dx)
+
+
 def test_inputs_are_not_modified(rng):
     x, w, b = inputs(rng, (20, 3), 1, np.float64)
     grad = rng.standard_normal(x.shape)
