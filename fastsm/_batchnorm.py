@@ -13,6 +13,7 @@ import numpy as np
 from . import _batchnorm_kernels as _k
 from ._batchnorm_args import backward_args, feature_view, forward_args, stats_parts
 from ._layout import F32, F64, _writes_directly
+from ._result_cache import contiguous, empty
 from ._threads import get_num_threads
 
 
@@ -21,16 +22,16 @@ def _run_into(out, shape, compute, result, inputs, kernel):
     dtype that ends up in the result: `out` itself when possible."""
     if out is None:
         if compute == result:
-            dst = np.empty(shape, compute)
+            dst = empty(shape, compute)
             kernel(dst)
             return dst
-        tmp = np.empty(shape, compute)
+        tmp = empty(shape, compute)
         kernel(tmp)
-        return tmp.astype(result)
+        return contiguous(tmp, result)
     if _writes_directly(out, compute, inputs, fresh=False):
         kernel(out)
     else:
-        tmp = np.empty(shape, compute)
+        tmp = empty(shape, compute)
         kernel(tmp)
         np.copyto(out, tmp, casting="unsafe")
     return out
@@ -113,7 +114,7 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     args = forward_args(x, weight, bias, running_mean, running_var, training, momentum, eps,
                         axis, out)
     v = args.view
-    xc = np.ascontiguousarray(v.x, v.compute)
+    xc = contiguous(v.x, v.compute)
     count = v.outer * v.inner
     threads = get_num_threads()
     invstd = np.empty(v.C)
@@ -212,8 +213,8 @@ def batch_norm_backward(grad, x, weight, mean, invstd, *, training=True, axis=1,
         return result
     args = backward_args(grad, x, weight, mean, invstd, axis, out)
     v = args.view
-    gc = np.ascontiguousarray(args.grad, v.compute)
-    xc = np.ascontiguousarray(v.x, v.compute)
+    gc = contiguous(args.grad, v.compute)
+    xc = contiguous(v.x, v.compute)
     count = v.outer * v.inner
     sum_g, sum_gxc = np.zeros(v.C), np.zeros(v.C)
     if count:
@@ -277,7 +278,7 @@ def batch_norm_stats(x, axis=1):
     count = v.outer * v.inner
     mean, m2 = np.full(v.C, np.nan), np.zeros(v.C)
     if count and v.C:
-        _k.stats(np.ascontiguousarray(v.x, v.compute), v.outer, v.C, v.inner, mean, m2,
+        _k.stats(contiguous(v.x, v.compute), v.outer, v.C, v.inner, mean, m2,
                  get_num_threads())
     return count, mean, m2
 

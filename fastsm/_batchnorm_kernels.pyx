@@ -13,6 +13,8 @@ cimport numpy as cnp
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stddef cimport ptrdiff_t
 
+from ._result_cache cimport empty_like
+
 from ._threads import get_num_threads
 
 cnp.import_array()
@@ -289,7 +291,7 @@ cdef inline int threads_for(cnp.ndarray x):
 cdef inline cnp.ndarray target_for(object out, cnp.ndarray x):
     if out is not None:
         return <cnp.ndarray>out
-    return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), cnp.PyArray_TYPE(x), 0)
+    return empty_like(x)
 
 
 cdef inline void split(cnp.ndarray x, int ax, ptrdiff_t *outer, ptrdiff_t *C, ptrdiff_t *inner):
