@@ -11,16 +11,22 @@
 #define SUF f32
 #define EXP fsm_expf
 #define EXP_NONPOS fsm_expf_nonpos
+#define VREAL fsm_v8f
+#define VEXP_NONPOS fsm_vexpf_nonpos
 #include "xent_template.h"
 #undef REAL
 #undef ACC
 #undef SUF
 #undef EXP
 #undef EXP_NONPOS
+#undef VREAL
+#undef VEXP_NONPOS
 
 #define REAL double
 #define ACC double
 #define SUF f64
 #define EXP fsm_exp
 #define EXP_NONPOS fsm_exp_nonpos
+#define VREAL fsm_v4d
+#define VEXP_NONPOS fsm_vexp_nonpos
 #include "xent_template.h"
