@@ -1,8 +1,13 @@
 #include "sigmoid.h"
 
+#include <math.h> /* INFINITY, for xent_log.h */
+#include <string.h>
+
 #include "dispatch.h"
 #include "parallel.h"
+#include "vec.h"
 #include "vexp.h"
+#include "xent_log.h"
 
 #define FSM_SIGMOID_CHUNK 4096 /* elements per task */
 
@@ -73,3 +78,165 @@ typedef struct {
 
 FSM_DEFINE_SIGMOID(float, f32, fsm_expf)
 FSM_DEFINE_SIGMOID(double, f64, fsm_exp)
+
+/* ---- binary cross-entropy loss ------------------------------------------- */
+
+#define FSM_BCE_CHUNK 1024 /* elements per task: its double losses fill 8 KiB of L1 */
+#define FSM_BCE_BLOCKS 256 /* sum blocks, fixed by n */
+
+/* log1p(e) for e in [0, 1] or NaN, vectorisable.  u = 1 + e is rounded, but
+ * log(u) * e / (u - 1) cancels that rounding to first order (Goldberg, after
+ * Kahan): a few ulp for any e, down to the smallest; u == 1 means e < 2^-53,
+ * where log1p(e) = e to rounding. */
+FSM_ALWAYS_INLINE double fsm_log1p_unit(double e)
+{
+    const double u = 1 + e;
+    const double log_u = fsm_xent_log_ge1(u);
+    return u == 1 ? e : log_u * (e / (u - 1));
+}
+
+/* The len values src[(i + k) % period], k < len, of a repeating array of
+ * elements of `size` bytes: a pointer into src when they do not wrap around,
+ * else `buf`, filled with them (one period copied, then doubled). */
+static const void *fsm_bce_repeat(const void *src, ptrdiff_t period, size_t size, ptrdiff_t i,
+                                  ptrdiff_t len, void *buf)
+{
+    const char *s = src;
+    char *b = buf;
+    const ptrdiff_t j = i % period, head = period - j;
+    if (len <= head)
+        return s + j * size;
+    const ptrdiff_t first = len - head < period ? len - head : period;
+    memcpy(b, s + j * size, head * size);
+    memcpy(b + head * size, s, first * size);
+    for (ptrdiff_t filled = head + first; filled < len;) {
+        const ptrdiff_t more = filled - head < len - filled ? filled - head : len - filled;
+        memcpy(b + filled * size, b + head * size, more * size); /* whole periods */
+        filled += more;
+    }
+    return buf;
+}
+
+/* Adds loss[0, len) into two vectors of lanes, eight at a time (a zero-padded
+ * tail last): the order depends on len alone. */
+FSM_ALWAYS_INLINE void fsm_bce_add_lanes(const double *loss, ptrdiff_t len, fsm_v4d acc[2])
+{
+    ptrdiff_t k = 0;
+    for (; k + 8 <= len; k += 8) {
+        fsm_v4d a, b;
+        memcpy(&a, loss + k, sizeof a);
+        memcpy(&b, loss + k + 4, sizeof b);
+        acc[0] += a;
+        acc[1] += b;
+    }
+    if (k < len) {
+        double rest[8] = {0};
+        memcpy(rest, loss + k, (len - k) * sizeof *rest);
+        fsm_v4d a, b;
+        memcpy(&a, rest, sizeof a);
+        memcpy(&b, rest + 4, sizeof b);
+        acc[0] += a;
+        acc[1] += b;
+    }
+}
+
+typedef struct {
+    const void *x, *t, *weight, *pos_weight;
+    void *out;
+    double *partial; /* one loss sum per block when out is NULL */
+    ptrdiff_t n, weight_period, pos_period, ntasks, nblocks;
+} fsm_bce_job;
+
+/* The loss of each element, in double: (1 - t) x + lw log1p(e) where x >= 0,
+ * with e = exp(-|x|); where x < 0, softplus(-x) = log1p(e) - x, and
+ * (1 - t) x - lw x = -p t x, so the loss is lw log1p(e) - p t x, which adds
+ * two terms of one sign (for t in [0, 1], p >= 0) instead of cancelling
+ * (1 - t) x against lw (-x): a confident right answer (x = -30, t = 0) keeps
+ * all its digits.  At x = -inf or NaN, an infinite or NaN lw, and x >= 0,
+ * the textbook form, whose infinities and NaNs are the rule.  has_w and has_pw are constants at each
+ * call, so the loop for each combination is its own. */
+#define FSM_DEFINE_BCE_LOSS(REAL, SUF)                                                     \
+    FSM_ALWAYS_INLINE void fsm_bce_terms_##SUF(const REAL *restrict x, const REAL *restrict t, \
+                                               const REAL *restrict w,                     \
+                                               const REAL *restrict pw,                    \
+                                               double *restrict loss, ptrdiff_t len,       \
+                                               int has_w, int has_pw)                      \
+    {                                                                                      \
+        /* exp(-|x|) first, in a loop of its own: GCC does not vectorise the two     \
+         * polynomials' selects in one loop. */                                            \
+        for (ptrdiff_t k = 0; k < len; k++) {                                              \
+            const double v = x[k];                                                         \
+            loss[k] = fsm_exp(v < 0 ? v : -v);                                             \
+        }                                                                                  \
+        for (ptrdiff_t k = 0; k < len; k++) {                                              \
+            const double v = x[k], tk = t[k], log1p_e = fsm_log1p_unit(loss[k]);           \
+            const double lw = has_pw ? 1 + ((double)pw[k] - 1) * tk : 1;                   \
+            const double pt = has_pw ? (double)pw[k] * tk : tk;                            \
+            const double l = v < 0 && v > -INFINITY && lw < INFINITY && lw > -INFINITY     \
+                                 ? lw * log1p_e - pt * v                                   \
+                                 : (1 - tk) * v + lw * (log1p_e + (v < 0 ? -v : 0));       \
+            loss[k] = has_w ? l * w[k] : l;                                                \
+        }                                                                                  \
+    }                                                                                      \
+    FSM_HOT static void fsm_bce_blocks_##SUF(void *ctx, ptrdiff_t b0, ptrdiff_t b1)        \
+    {                                                                                      \
+        const fsm_bce_job *job = ctx;                                                      \
+        const REAL *x = job->x, *t = job->t;                                               \
+        REAL *out = job->out;                                                              \
+        double loss[FSM_BCE_CHUNK] __attribute__((aligned(32)));                           \
+        REAL wbuf[FSM_BCE_CHUNK], pbuf[FSM_BCE_CHUNK];                                     \
+        for (ptrdiff_t b = b0; b < b1; b++) {                                              \
+            fsm_v4d acc[2] = {{0}, {0}};                                                   \
+            for (ptrdiff_t task = job->ntasks * b / job->nblocks;                          \
+                 task < job->ntasks * (b + 1) / job->nblocks; task++) {                    \
+                const ptrdiff_t i = task * FSM_BCE_CHUNK;                                  \
+                const ptrdiff_t len = job->n - i < FSM_BCE_CHUNK ? job->n - i : FSM_BCE_CHUNK; \
+                const REAL *w = job->weight ? fsm_bce_repeat(job->weight, job->weight_period, \
+                                                             sizeof(REAL), i, len, wbuf)   \
+                                            : NULL;                                        \
+                const REAL *p = job->pos_weight                                            \
+                                    ? fsm_bce_repeat(job->pos_weight, job->pos_period,     \
+                                                     sizeof(REAL), i, len, pbuf)           \
+                                    : NULL;                                                \
+                if (w && p) fsm_bce_terms_##SUF(x + i, t + i, w, p, loss, len, 1, 1);      \
+                else if (w) fsm_bce_terms_##SUF(x + i, t + i, w, p, loss, len, 1, 0);      \
+                else if (p) fsm_bce_terms_##SUF(x + i, t + i, w, p, loss, len, 0, 1);      \
+                else fsm_bce_terms_##SUF(x + i, t + i, w, p, loss, len, 0, 0);             \
+                if (out)                                                                   \
+                    for (ptrdiff_t k = 0; k < len; k++) out[i + k] = (REAL)loss[k];        \
+                else                                                                       \
+                    fsm_bce_add_lanes(loss, len, acc);                                     \
+            }                                                                              \
+            const fsm_v4d s = acc[0] + acc[1];                                             \
+            if (!out) job->partial[b] = (s[0] + s[1]) + (s[2] + s[3]);                     \
+        }                                                                                  \
+    }                                                                                      \
+    double fsm_bce_loss_##SUF(const REAL *x, const REAL *t, const REAL *weight,            \
+                              ptrdiff_t weight_period, const REAL *pos_weight,             \
+                              ptrdiff_t pos_period, REAL *loss_out, ptrdiff_t n,           \
+                              int max_threads)                                             \
+    {                                                                                      \
+        return fsm_bce_run(&(fsm_bce_job){x, t, weight, pos_weight, loss_out, NULL, n,     \
+                                          weight_period, pos_period, 0, 0},                \
+                           fsm_bce_blocks_##SUF, max_threads);                             \
+    }
+
+/* Plans the tasks and blocks, runs the blocks on the threads and adds their
+ * sums in order (0 when the losses are written out). */
+static double fsm_bce_run(fsm_bce_job *job, fsm_range_fn blocks, int max_threads)
+{
+    if (job->n <= 0)
+        return 0;
+    double partial[FSM_BCE_BLOCKS];
+    job->partial = partial;
+    job->ntasks = (job->n + FSM_BCE_CHUNK - 1) / FSM_BCE_CHUNK;
+    job->nblocks = job->ntasks < FSM_BCE_BLOCKS ? job->ntasks : FSM_BCE_BLOCKS;
+    fsm_parallel_for(job->nblocks, job->n / job->nblocks, max_threads, blocks, job);
+    double total = 0;
+    if (!job->out)
+        for (ptrdiff_t b = 0; b < job->nblocks; b++) total += partial[b];
+    return total;
+}
+
+FSM_DEFINE_BCE_LOSS(float, f32)
+FSM_DEFINE_BCE_LOSS(double, f64)
