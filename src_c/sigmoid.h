@@ -27,7 +27,8 @@ void fsm_sigmoid_minus_f64(const double *x, const double *t, const double *pos_w
  * array repeating along x; NULL for none, which also skips its arithmetic, so
  * an inf or NaN target without pos_weight does not turn into NaN).
  * softplus(-x) = log1p(exp(-|x|)) + max(-x, 0) never overflows, so losses are
- * finite for finite inputs.  Computed in double for both dtypes.
+ * finite for finite inputs.  Each loss is computed in its dtype, without
+ * cancellation for x < 0 (see sigmoid.c).
  * With loss_out, writes the n losses there and returns 0; with NULL, writes
  * nothing and returns their sum, in double.  The sum is deterministic: blocks
  * fixed by n alone each sum their losses in order, and the block sums are
