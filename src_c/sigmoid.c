@@ -176,9 +176,8 @@ typedef struct {
  * [0, 1], p >= 0) instead of cancelling (1 - t) x against lw (-x): a
  * confident right answer (x = -30, t = 0) keeps all its digits.  At x = -inf
  * or NaN, and an infinite or NaN lw, the textbook form, whose infinities and
- * NaNs are the rule.  exp(-|x|) runs in a loop of its own: GCC does not
- * vectorise it and the log's selects in one loop.  has_w and has_pw are
- * constants at each call, so each combination gets its own loop.
+ * NaNs are the rule.  has_w and has_pw are constants at each call, so each
+ * combination gets its own loop.
  *
  * The sum: losses added into two vectors of double lanes, eight at a time (a
  * zero-padded tail last), so the order depends on len alone. */

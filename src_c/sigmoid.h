@@ -28,8 +28,10 @@ void fsm_sigmoid_minus_f64(const double *x, const double *t, const double *pos_w
  * an inf or NaN target without pos_weight does not turn into NaN).
  * softplus(-x) = log1p(exp(-|x|)) + max(-x, 0) never overflows, so losses are
  * finite for finite inputs.  Each loss is computed in its dtype, without
- * cancellation for x < 0 (see sigmoid.c).
- * With loss_out, writes the n losses there and returns 0; with NULL, writes
+ * cancellation for x < 0 (see sigmoid.c); exp(-|x|) below the smallest
+ * normal number counts as 0 (an absolute error below 1.2e-38 in float).
+ * With loss_out (not overlapping the inputs), writes the n losses there and
+ * returns 0; with NULL, writes
  * nothing and returns their sum, in double.  The sum is deterministic: blocks
  * fixed by n alone each sum their losses in order, and the block sums are
  * added in order, whatever the number of threads. */
