@@ -1,9 +1,9 @@
 """The binary case (logistic regression): sigmoid and binary cross-entropy
 from logits, as ``torch.nn.functional``.
 
-The sigmoid is a C kernel (src_c/sigmoid.c); the losses combine it with NumPy
-ufuncs on preallocated buffers.  Every formula goes through exp(-|x|), which
-never overflows, so results are finite for finite logits of any magnitude.
+The sigmoid, the loss and its gradient are C kernels (src_c/sigmoid.c).  Every
+formula goes through exp(-|x|), which never overflows, so results are finite
+for finite logits of any magnitude.
 """
 import numpy as np
 
@@ -13,13 +13,6 @@ from ._result_cache import contiguous, empty
 from ._threads import get_num_threads
 
 _REDUCTIONS = ("mean", "sum", "none")
-
-
-def _exp_neg_abs(x):
-    e = empty(x.shape, x.dtype)  # an array also for 0-d x, where np.abs would give a scalar
-    np.abs(x, out=e)
-    np.negative(e, out=e)
-    return np.exp(e, out=e)
 
 
 def _sigmoid_into(x, dst):
@@ -107,40 +100,19 @@ def _check(logits, target, weight, pos_weight, reduction):
             extra[1], result)
 
 
-def _loss_terms(x, t, pw):
-    """Unweighted, unreduced losses (1 - t) x + lw softplus(-x), with
-    lw = 1 + (pos_weight - 1) t (PyTorch's pos_weight), 1 without it."""
-    loss = np.log1p(_exp_neg_abs(x))
-    loss += np.maximum(-x, 0)                           # softplus(-x) = log(1 + exp(-x))
-    if pw is not None:
-        log_weight = (pw - 1) * t
-        log_weight += 1
-        loss *= log_weight
-    loss += (1 - t) * x
-    return loss
-
-
-def _repeating(pos_weight, shape):
-    """`pos_weight` as a C-contiguous array that repeats along an array of
-    `shape` (the kernel reads element i from index i % its size): as it is when
-    it spans trailing axes only (per class), else broadcast to the full shape."""
-    if pos_weight is None:
+def _repeating(a, shape):
+    """`a` (a weight or pos_weight, or None) as a C-contiguous array that
+    repeats along an array of `shape` (the kernels read element i from index
+    i % its size): as it is when it spans trailing axes only (per class), else
+    broadcast to the full shape."""
+    if a is None:
         return None
-    core = pos_weight.shape
+    core = a.shape
     while core and core[0] == 1:
         core = core[1:]
     if core == shape[len(shape) - len(core):]:
-        return np.ascontiguousarray(pos_weight.reshape(core))
-    return np.ascontiguousarray(np.broadcast_to(pos_weight, shape))
-
-
-def _reduce(loss, reduction, result):
-    if reduction == "none":
-        return loss.astype(result, copy=False)
-    total = np.sum(loss, dtype=np.float64)
-    if reduction == "sum":
-        return result.type(total)
-    return result.type(total / loss.size if loss.size else np.nan)
+        return np.ascontiguousarray(a.reshape(core))
+    return np.ascontiguousarray(np.broadcast_to(a, shape))
 
 
 def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
@@ -185,11 +157,16 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
     0.6931471805599453
     """
     x, t, w, pw, result = _check(logits, target, weight, pos_weight, reduction)
-    with np.errstate(over="ignore", under="ignore"):
-        loss = _loss_terms(x, t, pw)
-    if w is not None:
-        loss *= w
-    return _reduce(loss, reduction, result)
+    t = np.asarray(t, order="C")
+    w, pw = _repeating(w, x.shape), _repeating(pw, x.shape)
+    if reduction == "none":
+        loss = empty(x.shape, x.dtype)
+        _k.bce_loss(x, t, w, pw, loss, get_num_threads())
+        return loss.astype(result, copy=False)
+    total = _k.bce_loss(x, t, w, pw, None, get_num_threads())
+    if reduction == "mean":
+        total = total / x.size if x.size else np.nan
+    return result.type(total)
 
 
 def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_weight=None,

@@ -21,4 +21,25 @@ void fsm_sigmoid_minus_f32(const float *x, const float *t, const float *pos_weig
 void fsm_sigmoid_minus_f64(const double *x, const double *t, const double *pos_weight,
                            ptrdiff_t period, double *out, ptrdiff_t n, int max_threads);
 
+/* Binary cross-entropy from logits, PyTorch's definition:
+ * loss[i] = w [(1 - t) x + lw softplus(-x)], lw = 1 + (p - 1) t,
+ * with w = weight[i % weight_period] and p = pos_weight[i % pos_period] (each
+ * array repeating along x; NULL for none, which also skips its arithmetic, so
+ * an inf or NaN target without pos_weight does not turn into NaN).
+ * softplus(-x) = log1p(exp(-|x|)) + max(-x, 0) never overflows, so losses are
+ * finite for finite inputs.  Each loss is computed in its dtype, without
+ * cancellation for x < 0 (see sigmoid.c); exp(-|x|) below the smallest
+ * normal number counts as 0 (an absolute error below 1.2e-38 in float).
+ * With loss_out (not overlapping the inputs), writes the n losses there and
+ * returns 0; with NULL, writes
+ * nothing and returns their sum, in double.  The sum is deterministic: blocks
+ * fixed by n alone each sum their losses in order, and the block sums are
+ * added in order, whatever the number of threads. */
+double fsm_bce_loss_f32(const float *x, const float *t, const float *weight,
+                        ptrdiff_t weight_period, const float *pos_weight, ptrdiff_t pos_period,
+                        float *loss_out, ptrdiff_t n, int max_threads);
+double fsm_bce_loss_f64(const double *x, const double *t, const double *weight,
+                        ptrdiff_t weight_period, const double *pos_weight, ptrdiff_t pos_period,
+                        double *loss_out, ptrdiff_t n, int max_threads);
+
 #endif
