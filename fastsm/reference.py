@@ -182,6 +182,10 @@ def _bce(logits, target, weight, pos_weight, reduction):
     log_weight = 1 if pw is None else 1 + (pw - 1) * t
     loss = (1 - t) * x + log_weight * softplus_neg
     grad = (1 - t) - log_weight * sigmoid_neg
+    if pw is not None:  # an infinite target or pos_weight: PyTorch's order of operations
+        with np.errstate(invalid="ignore", over="ignore"):
+            torch_order = (pw * t + 1 - t) * (1 - sigmoid_neg) - pw * t
+        grad = np.where(np.isfinite(t) & np.isfinite(pw), grad, torch_order)
     if w is not None:
         loss, grad = loss * w, grad * w
     loss, grad = np.broadcast_to(loss, x.shape), np.broadcast_to(grad, x.shape)

@@ -59,11 +59,16 @@ typedef struct {
         for (ptrdiff_t j = i % job->period; i < end; j = 0) {                              \
             const ptrdiff_t stop = end - i < job->period - j ? end : i + job->period - j;  \
             for (; i < stop; i++, j++) {                                                   \
-                const REAL v = x[i], pm1 = pw[j] - 1;                                      \
+                const REAL v = x[i], ti = t[i], pm1 = pw[j] - 1;                           \
                 const REAL e = EXP(v < 0 ? v : -v);                                        \
                 const REAL r = 1 / (1 + e);                                                \
-                out[i] = v >= 0 ? (1 - t[i]) - (1 + pm1 * t[i]) * (e * r)                  \
-                                : e * r - t[i] * (1 + pm1 * r);                            \
+                const REAL stable = v >= 0 ? (1 - ti) - (1 + pm1 * ti) * (e * r)            \
+                                           : e * r - ti * (1 + pm1 * r);                    \
+                /* An infinite target or pos_weight takes PyTorch's order,               \
+                 * (p t + 1 - t) s - p t, whose inf - inf is its NaN (the stable order   \
+                 * can give an infinity). */                                               \
+                out[i] = isfinite(ti) && isfinite(pw[j]) ? stable                           \
+                                      : (pw[j] * ti + 1 - ti) * (v >= 0 ? r : e * r) - pw[j] * ti; \
             }                                                                              \
         }                                                                                  \
     }                                                                                      \

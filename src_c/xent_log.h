@@ -7,6 +7,8 @@
 #ifndef FASTSM_XENT_LOG_H
 #define FASTSM_XENT_LOG_H
 
+#include <math.h>
+
 #include "vexp.h"
 
 FSM_ALWAYS_INLINE double fsm_xent_log_ge1(double s)

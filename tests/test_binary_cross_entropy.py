@@ -1,4 +1,5 @@
 """Facts about sigmoid and binary cross-entropy with logits."""
+import itertools
 import math
 
 import numpy as np
@@ -322,3 +323,32 @@ def test_strided_inputs_give_the_losses_of_their_contiguous_copies(rng):
         np.ascontiguousarray(x[:, ::-1]), np.ascontiguousarray(t), weight=np.ascontiguousarray(w),
         reduction="none")
     np.testing.assert_array_equal(loss, expected)
+
+
+def test_grad_with_pos_weight_and_an_infinite_target_is_nan_as_pytorch():
+    # (p t + 1 - t) sigmoid(x) - p t, PyTorch's order, is inf - inf here; the
+    # stable order of the finite case would give +inf.
+    x = np.array([-np.inf, 0.5], np.float32)
+    t = np.array([-np.inf, np.inf], np.float32)
+    grad = fastsm.binary_cross_entropy_with_logits_grad(
+        x, t, pos_weight=np.float32(0.25), reduction="sum")
+    assert np.isnan(grad).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_grad_special_values_match_torch(dtype):
+    torch = pytest.importorskip("torch")
+    values = [-np.inf, -3.0, 0.0, 0.5, 3.0, np.inf, np.nan]
+    x, t = (np.array(v, dtype)[:, None] for v in zip(*itertools.product(values, values)))
+    for pw in [0.25, 1.0, 3.0, 0.0, np.inf, np.nan]:
+        p = np.array([pw], dtype)
+        got = fastsm.binary_cross_entropy_with_logits_grad(x, t, pos_weight=p, reduction="sum")
+        want_ref = ref.binary_cross_entropy_with_logits_grad(x, t, pos_weight=p,
+                                                             reduction="sum")
+        xt = torch.tensor(x, requires_grad=True)
+        torch.nn.functional.binary_cross_entropy_with_logits(
+            xt, torch.tensor(t), pos_weight=torch.tensor(p), reduction="sum").backward()
+        want = xt.grad.numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"pos_weight {pw}")
+        np.testing.assert_allclose(want_ref, want, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"reference, pos_weight {pw}")
