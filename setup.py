@@ -6,6 +6,7 @@ are plain C99; hot loops carry AVX2 and AVX-512 clones chosen at run time, so
 the build itself targets the baseline ISA.
 """
 import sys
+from glob import glob
 
 import numpy
 from Cython.Build import cythonize
@@ -49,6 +50,8 @@ extensions = [
         extra_compile_args=["-O2"] if sys.platform != "win32" else [],
         extra_link_args=LINK_ARGS,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        # relink when a kernel changes: the static library is not a source
+        depends=sorted(glob("src_c/*.[ch]")),
     )
     for name in FAMILIES
 ]

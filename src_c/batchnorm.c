@@ -22,7 +22,7 @@
  * 20-50 us (more on a busy machine), so a value counts a quarter.  Arrays
  * up to about 4 * FSM_PARALLEL_GRAIN values (a (256, 1024) batch) stay on
  * the calling thread; measured faster there on two shared cores. */
-#define FSM_BN_WORK(values) ((values) / 4)
+#define FSM_BN_WORK(values) (values)
 
 /* Keeps GCC from unrolling a loop over the lanes into scalar code. */
 #define FSM_BN_LANE_LOOP _Pragma("GCC unroll 1")
