@@ -18,10 +18,8 @@
 #define FSM_BN_FLUSH 8          /* rows a step of tile_stats (its sums are written for 8) */
 
 /* Work for fsm_parallel_for's grain, from the number of values a task
- * streams: these passes run at cache speed, while a thread start costs
- * 20-50 us (more on a busy machine), so a value counts a quarter.  Arrays
- * up to about 4 * FSM_PARALLEL_GRAIN values (a (256, 1024) batch) stay on
- * the calling thread; measured faster there on two shared cores. */
+ * streams.  With the persistent pool a parallel call costs a few
+ * microseconds, so a (256, 1024) batch already runs on two threads. */
 #define FSM_BN_WORK(values) (values)
 
 /* Keeps GCC from unrolling a loop over the lanes into scalar code. */
