@@ -15,8 +15,8 @@ from setuptools import Extension, setup
 COMMON_SOURCES = ["src_c/parallel.c", "src_c/transpose.c"]
 
 FAMILIES = {
-    "fastsm._softmax_kernels": ["src_c/softmax.c"],
-    "fastsm._xent_kernels": ["src_c/xent.c"],
+    "fastsm._softmax_kernels": ["src_c/softmax.c", "src_c/softmax_avx512.c"],
+    "fastsm._xent_kernels": ["src_c/xent.c", "src_c/xent_avx512.c"],
     "fastsm._batchnorm_kernels": ["src_c/batchnorm.c"],
     "fastsm._binary_kernels": ["src_c/sigmoid.c"],
     "fastsm._optimizer_kernels": ["src_c/adam.c"],

@@ -1,8 +1,10 @@
-/* Softmax-family kernels for one dtype; softmax.c includes this once per
- * dtype after defining REAL, ACC, SUF, EXP and EXP_NONPOS (see
+/* Softmax-family kernels for one dtype; softmax_instances.h includes this
+ * once per dtype after defining REAL, ACC, SUF, EXP and EXP_NONPOS (see
  * slice_template.h), VREAL and VMASK (the 32-byte vector of REAL and of its
- * comparisons' results, vec.h) and VEXP_NONPOS (EXP_NONPOS on a VREAL,
- * vexp.h).
+ * comparisons' results, vec.h), VEXP_NONPOS (EXP_NONPOS on a VREAL,
+ * vexp.h), RVREAL and RVEXP_NONPOS (the vector of the row passes: VREAL, or
+ * a 64-byte vector in the AVX-512 build) and ISA (a suffix for the names of
+ * the public functions).
  *
  * Each operation is written for two shapes of work, in explicit vectors:
  *  - OP_row: one contiguous slice of n elements (rows, n >= FSM_SHORT_ROW),
@@ -30,7 +32,9 @@
 #define FSM_FLUSH 16            /* vectors summed in REAL lanes before adding them to ACC lanes */
 
 #define FSM_K(name) FSM_CAT(name##_, SUF)
+#define FSM_PUBLIC(name) FSM_CAT(FSM_K(name), ISA)
 #define VW ((ptrdiff_t)(sizeof(VREAL) / sizeof(REAL)))
+#define RVW ((ptrdiff_t)(sizeof(RVREAL) / sizeof(REAL)))
 
 typedef struct {
     const REAL *a, *b; /* inputs: x, or (grad, y / logp) */
@@ -42,32 +46,41 @@ typedef struct {
 
 /* ---- vector helpers ------------------------------------------------------ */
 
-FSM_ALWAYS_INLINE VREAL FSM_K(vsplat)(REAL a)
-{
-    VREAL v;
-    for (int k = 0; k < VW; k++) v[k] = a;
-    return v;
-}
-
-/* The first w <= VW elements at p, the other lanes set to fill; only the w
- * elements are read (w is a constant VW in the hot loops). */
-FSM_ALWAYS_INLINE VREAL FSM_K(vload)(const REAL *p, ptrdiff_t w, REAL fill)
-{
-    VREAL v;
-    if (w == VW) {
-        memcpy(&v, p, sizeof v);
-    } else {
-        v = FSM_K(vsplat)(fill);
-        for (ptrdiff_t k = 0; k < w; k++) v[k] = p[k];
+/* For a vector type V of W lanes, as pre##splat, pre##load, pre##store_at
+ * and pre##flush: v for VREAL (blocks), r for RVREAL (rows).
+ * load: the first w <= W elements at p, the other lanes set to fill; only
+ * the w elements are read (w is a constant W in the hot loops).
+ * store_at: writes the first w lanes of *v to p.
+ * flush: adds the lanes of *s to W ACC lanes. */
+#define FSM_DEFINE_VECTOR_OPS(V, W, pre)                                                  \
+    FSM_ALWAYS_INLINE V FSM_K(pre##splat)(REAL a)                                         \
+    {                                                                                     \
+        V v;                                                                              \
+        for (int k = 0; k < W; k++) v[k] = a;                                             \
+        return v;                                                                         \
+    }                                                                                     \
+    FSM_ALWAYS_INLINE V FSM_K(pre##load)(const REAL *p, ptrdiff_t w, REAL fill)           \
+    {                                                                                     \
+        V v;                                                                              \
+        if (w == W) {                                                                     \
+            memcpy(&v, p, sizeof v);                                                      \
+        } else {                                                                          \
+            v = FSM_K(pre##splat)(fill);                                                  \
+            for (ptrdiff_t k = 0; k < w; k++) v[k] = p[k];                                \
+        }                                                                                 \
+        return v;                                                                         \
+    }                                                                                     \
+    FSM_ALWAYS_INLINE void FSM_K(pre##store_at)(REAL *p, const V *v, ptrdiff_t w)         \
+    {                                                                                     \
+        memcpy(p, v, (size_t)w * sizeof(REAL));                                           \
+    }                                                                                     \
+    FSM_ALWAYS_INLINE void FSM_K(pre##flush)(ACC *acc, const V *s)                        \
+    {                                                                                     \
+        for (int k = 0; k < W; k++) acc[k] += (ACC)(*s)[k];                               \
     }
-    return v;
-}
 
-/* Writes the first w lanes of *v to p. */
-FSM_ALWAYS_INLINE void FSM_K(vstore_at)(REAL *p, const VREAL *v, ptrdiff_t w)
-{
-    memcpy(p, v, (size_t)w * sizeof(REAL));
-}
+FSM_DEFINE_VECTOR_OPS(VREAL, VW, v)
+FSM_DEFINE_VECTOR_OPS(RVREAL, RVW, r)
 
 /* The same for the value of an expression. */
 #define FSM_VSTORE(p, value, w)                                                           \
@@ -75,21 +88,31 @@ FSM_ALWAYS_INLINE void FSM_K(vstore_at)(REAL *p, const VREAL *v, ptrdiff_t w)
         const VREAL v_ = (value);                                                         \
         FSM_K(vstore_at)(p, &v_, w);                                                      \
     } while (0)
+#define FSM_RSTORE(p, value, w)                                                           \
+    do {                                                                                  \
+        const RVREAL v_ = (value);                                                        \
+        FSM_K(rstore_at)(p, &v_, w);                                                      \
+    } while (0)
 
-/* VEXP_NONPOS of an expression. */
+/* VEXP_NONPOS (RVEXP_NONPOS) of an expression. */
 #define FSM_VEXP_NONPOS(value, result)                                                    \
     do {                                                                                  \
         const VREAL v_ = (value);                                                         \
         (result) = VEXP_NONPOS(&v_);                                                      \
     } while (0)
+#define FSM_REXP_NONPOS(value, result)                                                    \
+    do {                                                                                  \
+        const RVREAL v_ = (value);                                                        \
+        (result) = RVEXP_NONPOS(&v_);                                                     \
+    } while (0)
 
-/* Runs BODY with i stepping over [0, n) by vectors and w the lanes in use:
- * VW (a constant, for the compiler) up to the last, partial, vector. */
+/* Runs BODY with i stepping over [0, n) by row vectors and w the lanes in
+ * use: RVW (a constant, for the compiler) up to the last, partial, vector. */
 #define FSM_FOR_VECTORS(n, BODY)                                                          \
     do {                                                                                  \
         ptrdiff_t i = 0;                                                                  \
-        for (; i + VW <= (n); i += VW) {                                                  \
-            const ptrdiff_t w = VW;                                                       \
+        for (; i + RVW <= (n); i += RVW) {                                                \
+            const ptrdiff_t w = RVW;                                                      \
             BODY;                                                                         \
         }                                                                                 \
         if (i < (n)) {                                                                    \
@@ -100,21 +123,17 @@ FSM_ALWAYS_INLINE void FSM_K(vstore_at)(REAL *p, const VREAL *v, ptrdiff_t w)
 
 #define FSM_VMAX(a, b) FSM_VSELECT((b) > (a), b, a) /* NaN in b ignored */
 
-FSM_ALWAYS_INLINE REAL FSM_K(vhmax)(const VREAL *v)
+FSM_ALWAYS_INLINE REAL FSM_K(rhmax)(const RVREAL *v)
 {
     REAL m = (*v)[0];
-    for (int k = 1; k < VW; k++) m = (*v)[k] > m ? (*v)[k] : m;
+    for (int k = 1; k < RVW; k++) m = (*v)[k] > m ? (*v)[k] : m;
     return m;
 }
 
-FSM_ALWAYS_INLINE void FSM_K(flush)(ACC *acc, const VREAL *s)
+/* The sum of RVW ACC lanes, in a fixed tree. */
+FSM_ALWAYS_INLINE ACC FSM_K(rhsum)(ACC *acc)
 {
-    for (int k = 0; k < VW; k++) acc[k] += (ACC)(*s)[k];
-}
-
-FSM_ALWAYS_INLINE ACC FSM_K(hsum)(ACC *acc)
-{
-    for (int width = VW / 2; width > 0; width /= 2)
+    for (int width = RVW / 2; width > 0; width /= 2)
         for (int k = 0; k < width; k++) acc[k] += acc[k + width];
     return acc[0];
 }
@@ -124,18 +143,18 @@ FSM_ALWAYS_INLINE ACC FSM_K(hsum)(ACC *acc)
 /* Largest entry, ignoring NaN; -inf for a row of NaN and -inf only. */
 FSM_ALWAYS_INLINE REAL FSM_K(row_max)(const REAL *x, ptrdiff_t n)
 {
-    VREAL m0 = FSM_K(vsplat)((REAL)-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+    RVREAL m0 = FSM_K(rsplat)((REAL)-INFINITY), m1 = m0, m2 = m0, m3 = m0;
     ptrdiff_t i = 0;
-    for (; i + 4 * VW <= n; i += 4 * VW) {
-        m0 = FSM_VMAX(m0, FSM_K(vload)(x + i, VW, 0));
-        m1 = FSM_VMAX(m1, FSM_K(vload)(x + i + VW, VW, 0));
-        m2 = FSM_VMAX(m2, FSM_K(vload)(x + i + 2 * VW, VW, 0));
-        m3 = FSM_VMAX(m3, FSM_K(vload)(x + i + 3 * VW, VW, 0));
+    for (; i + 4 * RVW <= n; i += 4 * RVW) {
+        m0 = FSM_VMAX(m0, FSM_K(rload)(x + i, RVW, 0));
+        m1 = FSM_VMAX(m1, FSM_K(rload)(x + i + RVW, RVW, 0));
+        m2 = FSM_VMAX(m2, FSM_K(rload)(x + i + 2 * RVW, RVW, 0));
+        m3 = FSM_VMAX(m3, FSM_K(rload)(x + i + 3 * RVW, RVW, 0));
     }
-    for (; i + VW <= n; i += VW) m0 = FSM_VMAX(m0, FSM_K(vload)(x + i, VW, 0));
-    if (i < n) m1 = FSM_VMAX(m1, FSM_K(vload)(x + i, n - i, (REAL)-INFINITY));
+    for (; i + RVW <= n; i += RVW) m0 = FSM_VMAX(m0, FSM_K(rload)(x + i, RVW, 0));
+    if (i < n) m1 = FSM_VMAX(m1, FSM_K(rload)(x + i, n - i, (REAL)-INFINITY));
     m0 = FSM_VMAX(FSM_VMAX(m0, m1), FSM_VMAX(m2, m3));
-    return FSM_K(vhmax)(&m0);
+    return FSM_K(rhmax)(&m0);
 }
 
 /* sum(exp(x - m)) over a row, and e[i] = exp(x[i] - m) unless e is NULL (e
@@ -145,29 +164,29 @@ FSM_ALWAYS_INLINE REAL FSM_K(row_max)(const REAL *x, ptrdiff_t n)
 FSM_ALWAYS_INLINE ACC FSM_K(row_exp_sum)(const REAL *x, REAL *e, ptrdiff_t n, REAL m,
                                          const REAL *ahead)
 {
-    ACC acc[VW] = {0};
+    ACC acc[RVW] = {0};
     ptrdiff_t i = 0;
     while (i < n) {
-        const ptrdiff_t end = n - i > FSM_FLUSH * VW ? i + FSM_FLUSH * VW : n;
-        VREAL s = {0};
-        for (; i + VW <= end; i += VW) {
-            VREAL ei;
-            FSM_VEXP_NONPOS(FSM_K(vload)(x + i, VW, 0) - m, ei);
-            if (e) FSM_K(vstore_at)(e + i, &ei, VW);
+        const ptrdiff_t end = n - i > FSM_FLUSH * RVW ? i + FSM_FLUSH * RVW : n;
+        RVREAL s = {0};
+        for (; i + RVW <= end; i += RVW) {
+            RVREAL ei;
+            FSM_REXP_NONPOS(FSM_K(rload)(x + i, RVW, 0) - m, ei);
+            if (e) FSM_K(rstore_at)(e + i, &ei, RVW);
             if (ahead) __builtin_prefetch(ahead + i);
             s += ei;
         }
         if (i < end) { /* the end of the row */
             const ptrdiff_t w = end - i;
-            VREAL ei;
-            FSM_VEXP_NONPOS(FSM_K(vload)(x + i, w, (REAL)-INFINITY) - m, ei);
-            if (e) FSM_K(vstore_at)(e + i, &ei, w);
+            RVREAL ei;
+            FSM_REXP_NONPOS(FSM_K(rload)(x + i, w, (REAL)-INFINITY) - m, ei);
+            if (e) FSM_K(rstore_at)(e + i, &ei, w);
             s += ei;
             i = end;
         }
-        FSM_K(flush)(acc, &s);
+        FSM_K(rflush)(acc, &s);
     }
-    return FSM_K(hsum)(acc);
+    return FSM_K(rhsum)(acc);
 }
 
 /* sum(x * f) in FSM_LANES double lanes (fsm_slice_sum's order, f = 1: the
@@ -321,7 +340,7 @@ FSM_ALWAYS_INLINE void FSM_K(block_exp_sum)(const REAL *x, REAL *e, ptrdiff_t n,
             if (e) FSM_STORE(e, i, ei);
             s += ei;
         }
-        FSM_K(flush)(acc, &s);
+        FSM_K(vflush)(acc, &s);
     }
 }
 
@@ -333,8 +352,8 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_row)(const REAL *x, const REAL *unused,
     (void)unused;
     const REAL m = FSM_K(row_max)(x, n);
     const REAL *ahead = more ? x + n : NULL;
-    const VREAL f = FSM_K(vsplat)((REAL)(1 / FSM_K(row_exp_sum)(x, out, n, m, ahead)));
-    FSM_FOR_VECTORS(n, FSM_VSTORE(out + i, FSM_K(vload)(out + i, w, 0) * f, w));
+    const RVREAL f = FSM_K(rsplat)((REAL)(1 / FSM_K(row_exp_sum)(x, out, n, m, ahead)));
+    FSM_FOR_VECTORS(n, FSM_RSTORE(out + i, FSM_K(rload)(out + i, w, 0) * f, w));
 }
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_block)(const REAL *x, const REAL *unused, REAL *out,
@@ -351,8 +370,8 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_block)(const REAL *x, const REAL *unuse
 
 FSM_DEFINE_RUN(fsm_softmax)
 
-void FSM_K(fsm_softmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,
-                        int max_threads)
+void FSM_PUBLIC(fsm_softmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,
+                             int max_threads)
 {
     FSM_K(fsm_slices) c = {x, NULL, out, outer, n, inner, 0, 0};
     FSM_K(fsm_softmax_run)(&c, max_threads);
@@ -366,7 +385,7 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_row)(const REAL *x, const REAL *unu
     (void)unused;
     const REAL m = FSM_K(row_max)(x, n);
     const REAL log_sum = (REAL)log(FSM_K(row_exp_sum)(x, NULL, n, m, more ? x + n : NULL));
-    FSM_FOR_VECTORS(n, FSM_VSTORE(out + i, (FSM_K(vload)(x + i, w, 0) - m) - log_sum, w));
+    FSM_FOR_VECTORS(n, FSM_RSTORE(out + i, (FSM_K(rload)(x + i, w, 0) - m) - log_sum, w));
 }
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_block)(const REAL *x, const REAL *unused, REAL *out,
@@ -383,8 +402,8 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_block)(const REAL *x, const REAL *u
 
 FSM_DEFINE_RUN(fsm_log_softmax)
 
-void FSM_K(fsm_log_softmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n,
-                            ptrdiff_t inner, int max_threads)
+void FSM_PUBLIC(fsm_log_softmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n,
+                                 ptrdiff_t inner, int max_threads)
 {
     FSM_K(fsm_slices) c = {x, NULL, out, outer, n, inner, 0, 0};
     FSM_K(fsm_log_softmax_run)(&c, max_threads);
@@ -397,8 +416,8 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_hardmax_row)(const REAL *x, const REAL *unused,
 {
     (void)unused, (void)more;
     const ptrdiff_t best = FSM_SLICE(fsm_row_argmax)(x, n);
-    const VREAL zero = {0};
-    FSM_FOR_VECTORS(n, FSM_K(vstore_at)(out + i, &zero, w));
+    const RVREAL zero = {0};
+    FSM_FOR_VECTORS(n, FSM_K(rstore_at)(out + i, &zero, w));
     out[best] = 1;
 }
 
@@ -422,8 +441,8 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_hardmax_block)(const REAL *x, const REAL *unuse
 
 FSM_DEFINE_RUN(fsm_hardmax)
 
-void FSM_K(fsm_hardmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,
-                        int max_threads)
+void FSM_PUBLIC(fsm_hardmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,
+                             int max_threads)
 {
     FSM_K(fsm_slices) c = {x, NULL, out, outer, n, inner, 0, 0};
     FSM_K(fsm_hardmax_run)(&c, max_threads);
@@ -437,11 +456,11 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_backward_row)(const REAL *g, const REAL
     const REAL s = (REAL)FSM_SLICE(fsm_slice_dot)(g, y, n);
     /* The next rows are fetched during this pass, which runs in cache. */
     FSM_FOR_VECTORS(n, {
-        if (more && w == VW) {
+        if (more && w == RVW) {
             __builtin_prefetch(g + n + i);
             __builtin_prefetch(y + n + i);
         }
-        FSM_VSTORE(out + i, FSM_K(vload)(y + i, w, 0) * (FSM_K(vload)(g + i, w, 0) - s), w);
+        FSM_RSTORE(out + i, FSM_K(rload)(y + i, w, 0) * (FSM_K(rload)(g + i, w, 0) - s), w);
     });
 }
 
@@ -460,8 +479,8 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_backward_block)(const REAL *g, const RE
 
 FSM_DEFINE_RUN(fsm_softmax_backward)
 
-void FSM_K(fsm_softmax_backward)(const REAL *grad, const REAL *y, REAL *out, ptrdiff_t outer,
-                                 ptrdiff_t n, ptrdiff_t inner, int max_threads)
+void FSM_PUBLIC(fsm_softmax_backward)(const REAL *grad, const REAL *y, REAL *out, ptrdiff_t outer,
+                                      ptrdiff_t n, ptrdiff_t inner, int max_threads)
 {
     FSM_K(fsm_slices) c = {grad, y, out, outer, n, inner, 0, 0};
     FSM_K(fsm_softmax_backward_run)(&c, max_threads);
@@ -512,9 +531,9 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_backward_block)(const REAL *g, cons
 
 FSM_DEFINE_RUN(fsm_log_softmax_backward)
 
-void FSM_K(fsm_log_softmax_backward)(const REAL *grad, const REAL *logp, REAL *out,
-                                     ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,
-                                     int max_threads)
+void FSM_PUBLIC(fsm_log_softmax_backward)(const REAL *grad, const REAL *logp, REAL *out,
+                                          ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,
+                                          int max_threads)
 {
     FSM_K(fsm_slices) c = {grad, logp, out, outer, n, inner, 0, 0};
     FSM_K(fsm_log_softmax_backward_run)(&c, max_threads);
@@ -525,10 +544,15 @@ void FSM_K(fsm_log_softmax_backward)(const REAL *grad, const REAL *logp, REAL *o
 #undef FSM_VMAX
 #undef FSM_FOR_VECTORS
 #undef FSM_VSTORE
+#undef FSM_RSTORE
 #undef FSM_VEXP_NONPOS
+#undef FSM_REXP_NONPOS
+#undef FSM_DEFINE_VECTOR_OPS
 #undef FSM_SUM_DOWN
 #undef FSM_SUM_UP
 #undef FSM_DEFINE_RUN
 #undef VW
+#undef RVW
+#undef FSM_PUBLIC
 #undef FSM_K
 #undef FSM_SLICE

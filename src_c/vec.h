@@ -26,6 +26,13 @@ typedef double fsm_v4d __attribute__((vector_size(32)));
 typedef uint64_t fsm_v4u __attribute__((vector_size(32)));
 typedef int64_t fsm_v4i __attribute__((vector_size(32)));
 
+/* The same at 64 bytes, for code compiled for AVX-512 only (the *_avx512.c
+ * files): elsewhere GCC splits them into slow pieces. */
+typedef float fsm_v16f __attribute__((vector_size(64)));
+typedef uint32_t fsm_v16u __attribute__((vector_size(64)));
+typedef double fsm_v8d __attribute__((vector_size(64)));
+typedef uint64_t fsm_v8lu __attribute__((vector_size(64)));
+
 /* Lane by lane: a where mask (a vector comparison's result) is set, else b. */
 #define FSM_VSELECT(mask, a, b)                                                          \
     ((__typeof__(a))(((mask) & (__typeof__(mask))(a)) | (~(mask) & (__typeof__(mask))(b))))

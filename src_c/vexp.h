@@ -141,27 +141,35 @@ FSM_ALWAYS_INLINE double fsm_exp_nonpos(double x)
 
 /* fsm_expf_nonpos and fsm_exp_nonpos on the vector *xp, bit for bit.  Lanes below
  * the cut-off are not clamped first: whatever the arithmetic makes of them,
- * they are replaced by 0 at the end.  NaN lanes stay NaN. */
-FSM_ALWAYS_INLINE fsm_v8f fsm_vexpf_nonpos(const fsm_v8f *xp)
-{
-    const fsm_v8f x = *xp;
-    fsm_v8f t, k, r, p;
-    FSM_EXPF_REDUCED(x, t, k, r, p);
-    const fsm_v8u scale = ((fsm_v8u)t << 23)
-                          + ((127u << 23) - (fsm_bits_f32(FSM_ROUND_MAGIC_F32) << 23));
-    const fsm_v8f result = p * (fsm_v8f)scale;
-    return FSM_VSELECT(x < -87.3365402f, (fsm_v8f){0}, result);
-}
+ * they are replaced by 0 at the end.  NaN lanes stay NaN.  Defined for the
+ * 32-byte vectors and, with a _w suffix, the 64-byte ones. */
+#define FSM_DEFINE_VEXPF_NONPOS(name, VF, VU)                                            \
+    FSM_ALWAYS_INLINE VF name(const VF *xp)                                              \
+    {                                                                                    \
+        const VF x = *xp;                                                                \
+        VF t, k, r, p;                                                                   \
+        FSM_EXPF_REDUCED(x, t, k, r, p);                                                 \
+        const VU scale = ((VU)t << 23)                                                   \
+                         + ((127u << 23) - (fsm_bits_f32(FSM_ROUND_MAGIC_F32) << 23));   \
+        const VF result = p * (VF)scale;                                                 \
+        return FSM_VSELECT(x < -87.3365402f, (VF){0}, result);                           \
+    }
 
-FSM_ALWAYS_INLINE fsm_v4d fsm_vexp_nonpos(const fsm_v4d *xp)
-{
-    const fsm_v4d x = *xp;
-    fsm_v4d t, k, r, p;
-    FSM_EXP_REDUCED(x, t, k, r, p);
-    const fsm_v4u scale = ((fsm_v4u)t << 52)
-                          + (((uint64_t)1023 << 52) - (fsm_bits_f64(FSM_ROUND_MAGIC_F64) << 52));
-    const fsm_v4d result = p * (fsm_v4d)scale;
-    return FSM_VSELECT(x < -708.3964185322641, (fsm_v4d){0}, result);
-}
+#define FSM_DEFINE_VEXP_NONPOS(name, VD, VU)                                             \
+    FSM_ALWAYS_INLINE VD name(const VD *xp)                                              \
+    {                                                                                    \
+        const VD x = *xp;                                                                \
+        VD t, k, r, p;                                                                   \
+        FSM_EXP_REDUCED(x, t, k, r, p);                                                  \
+        const VU scale = ((VU)t << 52) + (((uint64_t)1023 << 52)                         \
+                                          - (fsm_bits_f64(FSM_ROUND_MAGIC_F64) << 52));  \
+        const VD result = p * (VD)scale;                                                 \
+        return FSM_VSELECT(x < -708.3964185322641, (VD){0}, result);                     \
+    }
+
+FSM_DEFINE_VEXPF_NONPOS(fsm_vexpf_nonpos, fsm_v8f, fsm_v8u)
+FSM_DEFINE_VEXP_NONPOS(fsm_vexp_nonpos, fsm_v4d, fsm_v4u)
+FSM_DEFINE_VEXPF_NONPOS(fsm_vexpf_nonpos_w, fsm_v16f, fsm_v16u)
+FSM_DEFINE_VEXP_NONPOS(fsm_vexp_nonpos_w, fsm_v8d, fsm_v8lu)
 
 #endif

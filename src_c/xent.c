@@ -2,31 +2,51 @@
  * float sums of exps accumulate in float over short blocks, then in double;
  * losses accumulate in double.  Every exp is of x - max <= 0, so the kernels
  * use vexp.h's exp for non-positive arguments (results below the smallest
- * normal number flushed to 0). */
+ * normal number flushed to 0).
+ * The public functions call the AVX-512 build (xent_avx512.c) where the CPU
+ * has it, else this file's, whose hot loops are cloned per ISA; both give
+ * the same results. */
 #include "xent.h"
+#include "dispatch.h"
 #include "parallel.h"
 
-#define REAL float
-#define ACC double
-#define SUF f32
-#define EXP fsm_expf
-#define EXP_NONPOS fsm_expf_nonpos
-#define VREAL fsm_v8f
-#define VEXP_NONPOS fsm_vexpf_nonpos
-#include "xent_template.h"
-#undef REAL
-#undef ACC
-#undef SUF
-#undef EXP
-#undef EXP_NONPOS
-#undef VREAL
-#undef VEXP_NONPOS
+#define ISA _base
+#define FSM_WIDE_ROWS 0
+#include "xent_instances.h"
 
-#define REAL double
-#define ACC double
-#define SUF f64
-#define EXP fsm_exp
-#define EXP_NONPOS fsm_exp_nonpos
-#define VREAL fsm_v4d
-#define VEXP_NONPOS fsm_vexp_nonpos
-#include "xent_template.h"
+#if FSM_AVX512_BUILD
+FSM_DECLARE_XENT(float, f32_avx512)
+FSM_DECLARE_XENT(double, f64_avx512)
+#define FSM_PICK(name) (fsm_avx512_usable() ? name##_avx512 : name##_base)
+#else
+#define FSM_PICK(name) name##_base
+#endif
+
+#define FSM_DISPATCH(REAL, SUF)                                                               \
+    double fsm_xent_index_##SUF(const REAL *x, const int64_t *target, const REAL *weight,     \
+                                int64_t ignore_index, double label_smoothing,                 \
+                                double grad_scale, REAL *grad, REAL *loss, ptrdiff_t outer,   \
+                                ptrdiff_t n, ptrdiff_t inner, int max_threads)                \
+    {                                                                                         \
+        return FSM_PICK(fsm_xent_index_##SUF)(x, target, weight, ignore_index,                \
+                                              label_smoothing, grad_scale, grad, loss, outer, \
+                                              n, inner, max_threads);                         \
+    }                                                                                         \
+    double fsm_xent_prob_##SUF(const REAL *x, const REAL *target, const REAL *weight,         \
+                               double label_smoothing, double grad_scale, REAL *grad,         \
+                               REAL *loss, ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,     \
+                               int max_threads)                                               \
+    {                                                                                         \
+        return FSM_PICK(fsm_xent_prob_##SUF)(x, target, weight, label_smoothing, grad_scale,  \
+                                             grad, loss, outer, n, inner, max_threads);       \
+    }                                                                                         \
+    ptrdiff_t fsm_xent_check_index_##SUF(const int64_t *target, ptrdiff_t count, ptrdiff_t n, \
+                                         int64_t ignore_index, const REAL *weight,            \
+                                         double *weight_sum)                                  \
+    {                                                                                         \
+        return fsm_xent_check_index_##SUF##_base(target, count, n, ignore_index, weight,      \
+                                                 weight_sum);                                 \
+    }
+
+FSM_DISPATCH(float, f32)
+FSM_DISPATCH(double, f64)

@@ -1,6 +1,8 @@
-/* Cross-entropy kernels for one dtype; xent.c includes this once per dtype
- * after defining REAL, ACC, SUF, EXP and EXP_NONPOS (see slice_template.h),
- * VREAL (the 32-byte vector of REAL, vec.h) and VEXP_NONPOS (vexp.h).
+/* Cross-entropy kernels for one dtype; xent_instances.h includes this once
+ * per dtype after defining REAL, ACC, SUF, EXP and EXP_NONPOS (see
+ * slice_template.h), VREAL (the vector of REAL for the row passes, vec.h:
+ * 32 bytes, or 64 in the AVX-512 build), VEXP_NONPOS (vexp.h) and ISA (a
+ * suffix for the names of the public functions).
  * The maths is in xent.h.
  *
  * One fused pass per sample: max, then exp(x - max) stored in `grad` while
@@ -28,6 +30,7 @@
 #define FSM_XENT_BUF_STRIDE (FSM_XENT_SLAB + 16)
 
 #define FSM_X(name) FSM_CAT(name##_, SUF)
+#define FSM_PUBLIC(name) FSM_CAT(FSM_X(name), ISA)
 #define FSM_XENT_VW ((int)(sizeof(VREAL) / sizeof(REAL)))
 
 typedef struct {
@@ -447,10 +450,10 @@ static ACC FSM_X(fsm_xent_weight_total)(const REAL *weight, ptrdiff_t n)
     return total;
 }
 
-double FSM_X(fsm_xent_index)(const REAL *x, const int64_t *target, const REAL *weight,
-                             int64_t ignore_index, double label_smoothing, double grad_scale,
-                             REAL *grad, REAL *loss, ptrdiff_t outer, ptrdiff_t n,
-                             ptrdiff_t inner, int max_threads)
+double FSM_PUBLIC(fsm_xent_index)(const REAL *x, const int64_t *target, const REAL *weight,
+                                  int64_t ignore_index, double label_smoothing, double grad_scale,
+                                  REAL *grad, REAL *loss, ptrdiff_t outer, ptrdiff_t n,
+                                  ptrdiff_t inner, int max_threads)
 {
     FSM_X(fsm_xent_ctx) c = {
         .x = x, .index = target, .weight = weight, .grad = grad, .loss = loss,
@@ -461,9 +464,9 @@ double FSM_X(fsm_xent_index)(const REAL *x, const int64_t *target, const REAL *w
     return FSM_X(fsm_xent_run)(&c, FSM_X(fsm_xent_index_blocks), max_threads);
 }
 
-double FSM_X(fsm_xent_prob)(const REAL *x, const REAL *target, const REAL *weight,
-                            double label_smoothing, double grad_scale, REAL *grad, REAL *loss,
-                            ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner, int max_threads)
+double FSM_PUBLIC(fsm_xent_prob)(const REAL *x, const REAL *target, const REAL *weight,
+                                 double label_smoothing, double grad_scale, REAL *grad, REAL *loss,
+                                 ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner, int max_threads)
 {
     FSM_X(fsm_xent_ctx) c = {
         .x = x, .prob = target, .weight = weight, .grad = grad, .loss = loss,
@@ -472,9 +475,9 @@ double FSM_X(fsm_xent_prob)(const REAL *x, const REAL *target, const REAL *weigh
     return FSM_X(fsm_xent_run)(&c, FSM_X(fsm_xent_prob_blocks), max_threads);
 }
 
-ptrdiff_t FSM_X(fsm_xent_check_index)(const int64_t *target, ptrdiff_t count, ptrdiff_t n,
-                                      int64_t ignore_index, const REAL *weight,
-                                      double *weight_sum)
+ptrdiff_t FSM_PUBLIC(fsm_xent_check_index)(const int64_t *target, ptrdiff_t count, ptrdiff_t n,
+                                           int64_t ignore_index, const REAL *weight,
+                                           double *weight_sum)
 {
     ACC total = 0;
     for (ptrdiff_t k = 0; k < count; k++) {
@@ -490,6 +493,7 @@ ptrdiff_t FSM_X(fsm_xent_check_index)(const int64_t *target, ptrdiff_t count, pt
 #undef FSM_W
 #undef FSM_AT
 #undef FSM_XENT_DEFINE_BLOCKS
+#undef FSM_PUBLIC
 #undef FSM_X
 #undef FSM_XENT_VW
 #undef FSM_SLICE

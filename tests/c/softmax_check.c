@@ -1,12 +1,21 @@
 /* Runs every softmax-family kernel over edge shapes and compares it with a
- * plain double-precision loop.  Built with AddressSanitizer and
+ * plain double-precision loop, in both builds of the kernels (softmax.c's,
+ * and softmax_avx512.c's where the CPU runs it).  Built with AddressSanitizer and
  * UndefinedBehaviorSanitizer by the Makefile beside it, so any read or write
  * outside the arrays, or any undefined arithmetic, stops the run. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "dispatch.h"
 #include "softmax.h"
+
+FSM_DECLARE_SOFTMAX(float, f32_base)
+FSM_DECLARE_SOFTMAX(double, f64_base)
+#if FSM_AVX512_BUILD
+FSM_DECLARE_SOFTMAX(float, f32_avx512)
+FSM_DECLARE_SOFTMAX(double, f64_avx512)
+#endif
 
 static int failures;
 
@@ -58,14 +67,20 @@ static void reference(const double *x, const double *g, expected e, ptrdiff_t ou
 
 static double *zeros(ptrdiff_t size) { return calloc((size_t)size, sizeof(double)); }
 
-#define RUN_CHECKS(REAL, SUF, TOL)                                                           \
+#define CHECK_ALL(REAL, SUF)                                                                 \
     static void check_all_##SUF(const char *what, const REAL *got, const double *want,       \
                                 ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner, double tol)   \
     {                                                                                        \
         for (ptrdiff_t k = 0; k < outer * n * inner; k++)                                    \
             check(what, outer, n, inner, got[k], want[k], tol);                              \
-    }                                                                                        \
-    static void run_##SUF(ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner, int threads)        \
+    }
+
+CHECK_ALL(float, f32)
+CHECK_ALL(double, f64)
+
+/* run_SUF##ISA: the checks of one dtype on one build. */
+#define RUN_CHECKS(REAL, SUF, ISA, TOL)                                                      \
+    static void run_##SUF##ISA(ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner, int threads)   \
     {                                                                                        \
         const ptrdiff_t size = outer * n * inner;                                            \
         REAL *x = calloc(size, sizeof *x), *out = calloc(size, sizeof *out);                 \
@@ -79,27 +94,42 @@ static double *zeros(ptrdiff_t size) { return calloc((size_t)size, sizeof(double
             gd[k] = g[k];                                                                    \
         }                                                                                    \
         reference(xd, gd, e, outer, n, inner);                                               \
-        fsm_softmax_##SUF(x, out, outer, n, inner, threads);                                 \
+        fsm_softmax_##SUF##ISA(x, out, outer, n, inner, threads);                                 \
         check_all_##SUF("softmax_" #SUF, out, e.soft, outer, n, inner, TOL);                 \
-        fsm_log_softmax_##SUF(x, out, outer, n, inner, threads);                             \
+        fsm_log_softmax_##SUF##ISA(x, out, outer, n, inner, threads);                             \
         check_all_##SUF("log_softmax_" #SUF, out, e.logsoft, outer, n, inner, TOL);          \
-        fsm_hardmax_##SUF(x, out, outer, n, inner, threads);                                 \
+        fsm_hardmax_##SUF##ISA(x, out, outer, n, inner, threads);                                 \
         check_all_##SUF("hardmax_" #SUF, out, e.hard, outer, n, inner, 0);                   \
         for (ptrdiff_t k = 0; k < size; k++) y[k] = (REAL)e.soft[k];                         \
-        fsm_softmax_backward_##SUF(g, y, out, outer, n, inner, threads);                     \
+        fsm_softmax_backward_##SUF##ISA(g, y, out, outer, n, inner, threads);                     \
         check_all_##SUF("softmax_backward_" #SUF, out, e.dsoft, outer, n, inner, 10 * TOL);  \
-        fsm_log_softmax_backward_##SUF(g, x, out, outer, n, inner, threads);                 \
+        fsm_log_softmax_backward_##SUF##ISA(g, x, out, outer, n, inner, threads);                 \
         check_all_##SUF("log_softmax_backward_" #SUF, out, e.dlogsoft, outer, n, inner,      \
                         10 * TOL);                                                           \
         /* In place over the input: the same result as out of place. */                     \
-        fsm_softmax_##SUF(x, x, outer, n, inner, threads);                                   \
+        fsm_softmax_##SUF##ISA(x, x, outer, n, inner, threads);                                   \
         check_all_##SUF("softmax_in_place_" #SUF, x, e.soft, outer, n, inner, TOL);          \
         free(x), free(out), free(g), free(y), free(xd), free(gd);                            \
         free(e.soft), free(e.logsoft), free(e.hard), free(e.dsoft), free(e.dlogsoft);        \
     }
 
-RUN_CHECKS(float, f32, 1e-5)
-RUN_CHECKS(double, f64, 1e-12)
+RUN_CHECKS(float, f32, _base, 1e-5)
+RUN_CHECKS(double, f64, _base, 1e-12)
+#if FSM_AVX512_BUILD
+RUN_CHECKS(float, f32, _avx512, 1e-5)
+RUN_CHECKS(double, f64, _avx512, 1e-12)
+#endif
+
+static void run_both(ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner, int threads, int dtypes)
+{
+    if (dtypes & 1) run_f32_base(outer, n, inner, threads);
+    if (dtypes & 2) run_f64_base(outer, n, inner, threads);
+#if FSM_AVX512_BUILD
+    if (!fsm_avx512_usable()) return;
+    if (dtypes & 1) run_f32_avx512(outer, n, inner, threads);
+    if (dtypes & 2) run_f64_avx512(outer, n, inner, threads);
+#endif
+}
 
 int main(void)
 {
@@ -118,18 +148,17 @@ int main(void)
             for (int threads = 1; threads <= 3; threads += 2) {
                 ptrdiff_t n = lengths[a], outer = counts[b];
                 if (n * outer > 300000) continue;
-                run_f32(outer, n, 1, threads);
-                run_f64(outer, n, 1, threads);
-                run_f32(2, n, outer, threads); /* columns: inner > 1 */
-                run_f64(1, n, outer, threads);
+                run_both(outer, n, 1, threads, 3);
+                run_both(2, n, outer, threads, 1); /* columns: inner > 1 */
+                run_both(1, n, outer, threads, 2);
             }
-    /* Streaming stores: results of 4 MB and more, also with a partial block of
-     * short rows and with rows that start off the 16-byte alignment. */
-    run_f32(20000, 60, 1, 2);
-    run_f32(20001, 57, 1, 2);
-    run_f32(1100, 1000, 1, 2);
-    run_f32(1100, 1001, 1, 2);
-    run_f64(600, 1000, 1, 2);
+    /* Results of 4 MB and more, also with a partial block of short rows and
+     * with rows that start off the 16-byte alignment. */
+    run_both(20000, 60, 1, 2, 1);
+    run_both(20001, 57, 1, 2, 1);
+    run_both(1100, 1000, 1, 2, 1);
+    run_both(1100, 1001, 1, 2, 1);
+    run_both(600, 1000, 1, 2, 2);
     if (failures) {
         fprintf(stderr, "softmax_check: %d mismatches\n", failures);
         return 1;

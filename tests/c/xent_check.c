@@ -1,14 +1,43 @@
 /* Runs the cross-entropy kernels over edge shapes and every option
  * combination (weights, label smoothing, index and probability targets):
  * exact-size buffers, 1 and 3 threads bit-identical, the loss compared with
- * plain double-precision loops, the in-place gradient equal to the other.
- * Built with AddressSanitizer and UndefinedBehaviorSanitizer by the Makefile. */
+ * plain double-precision loops, the in-place gradient equal to the other,
+ * the AVX-512 build equal to the other.  Built with AddressSanitizer and UndefinedBehaviorSanitizer by the Makefile. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dispatch.h"
 #include "xent.h"
+
+#if FSM_AVX512_BUILD
+FSM_DECLARE_XENT(float, f32_base)
+FSM_DECLARE_XENT(float, f32_avx512)
+#endif
+
+/* Whether the AVX-512 build, where the CPU runs it, differs from the other
+ * one: they use the same lanes, so they must give the same bits. */
+static int builds_differ(const float *x, const int64_t *t, const float *p, const float *w,
+                         double eps, float *g1, float *g2, ptrdiff_t outer, ptrdiff_t n,
+                         ptrdiff_t inner)
+{
+#if FSM_AVX512_BUILD
+    if (!fsm_avx512_usable()) return 0;
+    const size_t bytes = (size_t)(outer * n * inner) * sizeof *g1;
+    const double l1 = p ? fsm_xent_prob_f32_base(x, p, w, eps, 0.5, g1, NULL, outer, n, inner, 2)
+                        : fsm_xent_index_f32_base(x, t, w, -100, eps, 0.5, g1, NULL, outer, n,
+                                                  inner, 2);
+    const double l2 = p ? fsm_xent_prob_f32_avx512(x, p, w, eps, 0.5, g2, NULL, outer, n, inner, 2)
+                        : fsm_xent_index_f32_avx512(x, t, w, -100, eps, 0.5, g2, NULL, outer, n,
+                                                    inner, 2);
+    return l1 != l2 || memcmp(g1, g2, bytes) != 0;
+#else
+    (void)x, (void)t, (void)p, (void)w, (void)eps, (void)g1, (void)g2, (void)outer, (void)n;
+    (void)inner;
+    return 0;
+#endif
+}
 
 static double naive_index(const float *x, const int64_t *t, const float *w, double eps,
                           ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner)
@@ -79,6 +108,10 @@ int main(void)
             if (prob) fsm_xent_prob_f32(g3, p, wp, eps, 0.5, g3, NULL, outer, n, inner, 2);
             else fsm_xent_index_f32(g3, t, wp, -100, eps, 0.5, g3, NULL, outer, n, inner, 2);
             if (memcmp(g, g3, size * sizeof *g)) { printf("in-place mismatch n=%td inner=%td outer=%td opt=%d\n", n, inner, outer, opt); failures++; }
+            if (builds_differ(x, t, prob ? p : NULL, wp, eps, g, g3, outer, n, inner)) {
+                printf("build mismatch n=%td inner=%td outer=%td opt=%d\n", n, inner, outer, opt);
+                failures++;
+            }
             checks++;
         }
         free(x); free(g); free(g3); free(p); free(loss); free(w); free(t);
