@@ -123,13 +123,6 @@ FSM_DEFINE_VECTOR_OPS(RVREAL, RVW, r)
 
 #define FSM_VMAX(a, b) FSM_VSELECT((b) > (a), b, a) /* NaN in b ignored */
 
-FSM_ALWAYS_INLINE REAL FSM_K(rhmax)(const RVREAL *v)
-{
-    REAL m = (*v)[0];
-    for (int k = 1; k < RVW; k++) m = (*v)[k] > m ? (*v)[k] : m;
-    return m;
-}
-
 /* The sum of RVW ACC lanes, in a fixed tree. */
 FSM_ALWAYS_INLINE ACC FSM_K(rhsum)(ACC *acc)
 {
@@ -139,23 +132,6 @@ FSM_ALWAYS_INLINE ACC FSM_K(rhsum)(ACC *acc)
 }
 
 /* ---- row passes ----------------------------------------------------------- */
-
-/* Largest entry, ignoring NaN; -inf for a row of NaN and -inf only. */
-FSM_ALWAYS_INLINE REAL FSM_K(row_max)(const REAL *x, ptrdiff_t n)
-{
-    RVREAL m0 = FSM_K(rsplat)((REAL)-INFINITY), m1 = m0, m2 = m0, m3 = m0;
-    ptrdiff_t i = 0;
-    for (; i + 4 * RVW <= n; i += 4 * RVW) {
-        m0 = FSM_VMAX(m0, FSM_K(rload)(x + i, RVW, 0));
-        m1 = FSM_VMAX(m1, FSM_K(rload)(x + i + RVW, RVW, 0));
-        m2 = FSM_VMAX(m2, FSM_K(rload)(x + i + 2 * RVW, RVW, 0));
-        m3 = FSM_VMAX(m3, FSM_K(rload)(x + i + 3 * RVW, RVW, 0));
-    }
-    for (; i + RVW <= n; i += RVW) m0 = FSM_VMAX(m0, FSM_K(rload)(x + i, RVW, 0));
-    if (i < n) m1 = FSM_VMAX(m1, FSM_K(rload)(x + i, n - i, (REAL)-INFINITY));
-    m0 = FSM_VMAX(FSM_VMAX(m0, m1), FSM_VMAX(m2, m3));
-    return FSM_K(rhmax)(&m0);
-}
 
 /* sum(exp(x - m)) over a row, and e[i] = exp(x[i] - m) unless e is NULL (e
  * may be x); the n elements at ahead (unless NULL) are fetched meanwhile.
@@ -350,7 +326,7 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_row)(const REAL *x, const REAL *unused,
                                               ptrdiff_t n, int more)
 {
     (void)unused;
-    const REAL m = FSM_K(row_max)(x, n);
+    const REAL m = FSM_SLICE(fsm_slice_max)(x, n);
     const REAL *ahead = more ? x + n : NULL;
     const RVREAL f = FSM_K(rsplat)((REAL)(1 / FSM_K(row_exp_sum)(x, out, n, m, ahead)));
     FSM_FOR_VECTORS(n, FSM_RSTORE(out + i, FSM_K(rload)(out + i, w, 0) * f, w));
@@ -383,7 +359,7 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_row)(const REAL *x, const REAL *unu
                                                   ptrdiff_t n, int more)
 {
     (void)unused;
-    const REAL m = FSM_K(row_max)(x, n);
+    const REAL m = FSM_SLICE(fsm_slice_max)(x, n);
     const REAL log_sum = (REAL)log(FSM_K(row_exp_sum)(x, NULL, n, m, more ? x + n : NULL));
     FSM_FOR_VECTORS(n, FSM_RSTORE(out + i, (FSM_K(rload)(x + i, w, 0) - m) - log_sum, w));
 }
