@@ -48,27 +48,6 @@ FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_combine_lanes)(ACC *lane)
     return lane[0];
 }
 
-FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_slice_sum)(const REAL *x, ptrdiff_t n)
-{
-    ACC lane[FSM_LANES] = {0};
-    ptrdiff_t i = 0;
-    for (; i + FSM_LANES <= n; i += FSM_LANES)
-        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)x[i + k];
-    for (int k = 0; i < n; i++, k++) lane[k] += (ACC)x[i];
-    return FSM_SLICE(fsm_combine_lanes)(lane);
-}
-
-/* sum(exp(x)) of an already shifted slice (x <= 0). */
-FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_slice_sum_exp)(const REAL *x, ptrdiff_t n)
-{
-    ACC lane[FSM_LANES] = {0};
-    ptrdiff_t i = 0;
-    for (; i + FSM_LANES <= n; i += FSM_LANES)
-        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)EXP_NONPOS(x[i + k]);
-    for (int k = 0; i < n; i++, k++) lane[k] += (ACC)EXP_NONPOS(x[i]);
-    return FSM_SLICE(fsm_combine_lanes)(lane);
-}
-
 FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_slice_dot)(const REAL *a, const REAL *b, ptrdiff_t n)
 {
     ACC lane[FSM_LANES] = {0};
@@ -77,12 +56,6 @@ FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_slice_dot)(const REAL *a, const REAL *b, ptr
         FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)a[i + k] * (ACC)b[i + k];
     for (int k = 0; i < n; i++, k++) lane[k] += (ACC)a[i] * (ACC)b[i];
     return FSM_SLICE(fsm_combine_lanes)(lane);
-}
-
-/* out[i] = exp(x[i] - shift) where shift is the slice's max; out may be x. */
-FSM_ALWAYS_INLINE void FSM_SLICE(fsm_exp_shifted)(const REAL *x, REAL *out, ptrdiff_t n, REAL shift)
-{
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = EXP_NONPOS(x[i] - shift);
 }
 
 FSM_ALWAYS_INLINE void FSM_SLICE(fsm_scale)(REAL *x, ptrdiff_t n, REAL factor)
