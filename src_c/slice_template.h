@@ -1,9 +1,8 @@
 /* Per-slice building blocks shared by the softmax and cross-entropy kernels,
  * instantiated once per dtype: include after defining REAL (element type),
- * ACC (accumulator type: double for both dtypes), SUF (name suffix), EXP and
- * EXP_NONPOS (the matching vexp.h functions: any argument, and arguments
- * x - max <= 0).  All are always inlined so that each ISA
- * clone of a caller gets its own vector code.
+ * ACC (accumulator type: double for both dtypes) and SUF (name suffix).  All
+ * are always inlined so that each ISA clone of a caller gets its own vector
+ * code.
  *
  * Reductions keep FSM_LANES independent partial results combined in a fixed
  * order at the end: the compiler vectorises them without reassociating, and
