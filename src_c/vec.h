@@ -30,6 +30,7 @@ typedef int64_t fsm_v4i __attribute__((vector_size(32)));
  * files): elsewhere GCC splits them into slow pieces. */
 typedef float fsm_v16f __attribute__((vector_size(64)));
 typedef uint32_t fsm_v16u __attribute__((vector_size(64)));
+typedef int32_t fsm_v16i __attribute__((vector_size(64)));
 typedef double fsm_v8d __attribute__((vector_size(64)));
 typedef uint64_t fsm_v8lu __attribute__((vector_size(64)));
 

@@ -111,21 +111,47 @@ FSM_ALWAYS_INLINE double fsm_exp(double x)
     return p * scale1 * scale2;
 }
 
-/* exp for the arguments of softmax, x - max(x) <= 0 (or NaN): half the work
- * of fsm_expf.  No overflow handling, and results below the smallest normal
- * number (x < -87.3 in float, -708.4 in double) are flushed to 0 instead of
- * being rounded to a subnormal: an absolute error below 1.2e-38 (2.3e-308). */
+/* ---- exp for the arguments of softmax, x - max(x) <= 0 (or NaN) ----------
+ * No overflow handling, and results below the smallest normal number
+ * (x < -87.3 in float, -708.4 in double) are flushed to 0 instead of being
+ * rounded to a subnormal: an absolute error below 1.2e-38 (2.3e-308).
+ * The float one reduces by ln2/16 and looks up 2^(j/16) in a table of 16
+ * (one register permute in vector code), which leaves a cubic for exp(r) - 1
+ * where fsm_expf needs degree 6: three fewer multiply-adds, about a sixth
+ * faster; within 1.06 ulp (1.27 without FMA), checked over every float. */
+
+/* 2^(j/16) rounded to float, j = 0..15. */
+static const float fsm_exp2_sixteenths[16] = {
+    1.0f,        1.04427373f, 1.09050775f, 1.13878858f, 1.18920708f, 1.24185777f,
+    1.29683959f, 1.35425556f, 1.41421354f, 1.47682619f, 1.54221082f, 1.61049032f,
+    1.68179286f, 1.75625217f, 1.8340081f,  1.91520655f};
+
+/* x = k*ln2/16 + r, |r| <= ln2/32 (ln2/16 in two parts, the first exact
+ * times any k in range): t receives x*16/ln2 + the rounding constant, whose
+ * low bits hold k; p = exp(r) - 1, its truncation below 1e-8. */
+#define FSM_EXPF16_REDUCED(x, t, k, r, p)                                                \
+    do {                                                                                \
+        (t) = (x) * 23.0831203f + FSM_ROUND_MAGIC_F32;                                   \
+        (k) = (t) - FSM_ROUND_MAGIC_F32;                                                 \
+        (r) = ((x) - (k) * 0.0433349609375f) - (k) * -1.32621525e-5f;                    \
+        (p) = (0.166666672f * (r) + 0.5f) * (r);                                         \
+        (p) = (p) * (r) + (r);                                                           \
+    } while (0)
+
+/* The bits of 2^(k/16) from t's bits ti and the table entry's bits tj: k =
+ * 16q + j puts q in the exponent field.  Unsigned arithmetic: for a NaN or
+ * a flushed argument the bits are garbage, never undefined. */
+#define FSM_EXPF16_SCALE(ti, tj) \
+    ((tj) + ((ti) >> 4 << 23) - (fsm_bits_f32(FSM_ROUND_MAGIC_F32) >> 4 << 23))
+
 FSM_ALWAYS_INLINE float fsm_expf_nonpos(float x)
 {
-    const float lo = -87.3365402f; /* log(FLT_MIN) */
-    float t;
-    const float p = fsm_expf_reduced(x < lo ? lo : x, &t);
-    /* t's bits are the rounding constant's plus k: shifting them puts k + (a
-     * constant) in the exponent field; adding the rest of the bias gives 2^k. */
-    uint32_t scale = (fsm_bits_f32(t) << 23)
-                     + ((127u << 23) - (fsm_bits_f32(FSM_ROUND_MAGIC_F32) << 23));
-    float result = p * fsm_from_bits_f32(scale);
-    return x < lo ? 0.0f : result;
+    float t, k, r, p;
+    FSM_EXPF16_REDUCED(x, t, k, r, p);
+    const uint32_t ti = fsm_bits_f32(t);
+    const float s = fsm_from_bits_f32(
+        FSM_EXPF16_SCALE(ti, fsm_bits_f32(fsm_exp2_sixteenths[ti & 15])));
+    return x < -87.3365402f ? 0.0f : s * p + s; /* log(FLT_MIN) */
 }
 
 FSM_ALWAYS_INLINE double fsm_exp_nonpos(double x)
@@ -139,20 +165,36 @@ FSM_ALWAYS_INLINE double fsm_exp_nonpos(double x)
     return x < lo ? 0.0 : result;
 }
 
-/* fsm_expf_nonpos and fsm_exp_nonpos on the vector *xp, bit for bit.  Lanes below
- * the cut-off are not clamped first: whatever the arithmetic makes of them,
- * they are replaced by 0 at the end.  NaN lanes stay NaN.  Defined for the
- * 32-byte vectors and, with a _w suffix, the 64-byte ones. */
-#define FSM_DEFINE_VEXPF_NONPOS(name, VF, VU)                                            \
+/* The table entries of the lanes' j (taken mod 16), from two vectors of 8 or
+ * one of 16. */
+FSM_ALWAYS_INLINE fsm_v8f fsm_exp2_sixteenths_v8(fsm_v8u j)
+{
+    fsm_v8f lo, hi;
+    memcpy(&lo, fsm_exp2_sixteenths, sizeof lo);
+    memcpy(&hi, fsm_exp2_sixteenths + 8, sizeof hi);
+    return __builtin_shuffle(lo, hi, (fsm_v8i)(j & 15));
+}
+
+FSM_ALWAYS_INLINE fsm_v16f fsm_exp2_sixteenths_v16(fsm_v16u j)
+{
+    fsm_v16f all;
+    memcpy(&all, fsm_exp2_sixteenths, sizeof all);
+    return __builtin_shuffle(all, (fsm_v16i)(j & 15));
+}
+
+/* fsm_expf_nonpos and fsm_exp_nonpos on the vector *xp, bit for bit.  Lanes
+ * below the cut-off are not clamped first: whatever the arithmetic makes of
+ * them, they are replaced by 0 at the end.  NaN lanes stay NaN.  Defined
+ * for the 32-byte vectors and, with a _w suffix, the 64-byte ones. */
+#define FSM_DEFINE_VEXPF_NONPOS(name, VF, VU, lookup)                                    \
     FSM_ALWAYS_INLINE VF name(const VF *xp)                                              \
     {                                                                                    \
         const VF x = *xp;                                                                \
         VF t, k, r, p;                                                                   \
-        FSM_EXPF_REDUCED(x, t, k, r, p);                                                 \
-        const VU scale = ((VU)t << 23)                                                   \
-                         + ((127u << 23) - (fsm_bits_f32(FSM_ROUND_MAGIC_F32) << 23));   \
-        const VF result = p * (VF)scale;                                                 \
-        return FSM_VSELECT(x < -87.3365402f, (VF){0}, result);                           \
+        FSM_EXPF16_REDUCED(x, t, k, r, p);                                               \
+        const VU ti = (VU)t;                                                             \
+        const VF s = (VF)FSM_EXPF16_SCALE(ti, (VU)lookup(ti));                           \
+        return FSM_VSELECT(x < -87.3365402f, (VF){0}, s * p + s);                        \
     }
 
 #define FSM_DEFINE_VEXP_NONPOS(name, VD, VU)                                             \
@@ -167,9 +209,9 @@ FSM_ALWAYS_INLINE double fsm_exp_nonpos(double x)
         return FSM_VSELECT(x < -708.3964185322641, (VD){0}, result);                     \
     }
 
-FSM_DEFINE_VEXPF_NONPOS(fsm_vexpf_nonpos, fsm_v8f, fsm_v8u)
+FSM_DEFINE_VEXPF_NONPOS(fsm_vexpf_nonpos, fsm_v8f, fsm_v8u, fsm_exp2_sixteenths_v8)
 FSM_DEFINE_VEXP_NONPOS(fsm_vexp_nonpos, fsm_v4d, fsm_v4u)
-FSM_DEFINE_VEXPF_NONPOS(fsm_vexpf_nonpos_w, fsm_v16f, fsm_v16u)
+FSM_DEFINE_VEXPF_NONPOS(fsm_vexpf_nonpos_w, fsm_v16f, fsm_v16u, fsm_exp2_sixteenths_v16)
 FSM_DEFINE_VEXP_NONPOS(fsm_vexp_nonpos_w, fsm_v8d, fsm_v8lu)
 
 #endif

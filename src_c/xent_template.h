@@ -45,7 +45,7 @@ typedef struct {
     ptrdiff_t outer, n, inner, slabs_per_outer, ntasks, nblocks;
 } FSM_X(fsm_xent_ctx);
 
-#define FSM_AT(p, i, j) (p)[(i) * si + (j) * sj]
+#define FSM_AT(p, i, j) (p)[(i) * si + (j)]
 #define FSM_W(i) (c->weight ? c->weight[i] : (REAL)1)
 
 /* ---- row helpers: one contiguous sample of n logits ------------------- */
@@ -65,6 +65,24 @@ FSM_ALWAYS_INLINE VREAL FSM_X(fsm_xent_vexp_at)(const REAL *x, REAL m)
     memcpy(&v, x, sizeof v);
     v -= m;
     return VEXP_NONPOS(&v);
+}
+
+/* e[j] = exp(x[j] - m[j]) for j < w, in vectors (e may be x): the slab
+ * loops, vectorised across samples, would otherwise look up the exp's
+ * table one lane at a time. */
+FSM_ALWAYS_INLINE void FSM_X(fsm_xent_exp_lanes)(const REAL *x, const REAL *m, REAL *e,
+                                                 ptrdiff_t w)
+{
+    ptrdiff_t j = 0;
+    for (; j + FSM_XENT_VW <= w; j += FSM_XENT_VW) {
+        VREAL v, mv;
+        memcpy(&v, x + j, sizeof v);
+        memcpy(&mv, m + j, sizeof mv);
+        v -= mv;
+        const VREAL ev = VEXP_NONPOS(&v);
+        memcpy(e + j, &ev, sizeof ev);
+    }
+    for (; j < w; j++) e[j] = EXP_NONPOS(x[j] - m[j]);
 }
 
 /* Asks for the cache lines of FSM_LANES elements at p. */
@@ -197,11 +215,11 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_row)(const FSM_X(fsm_xent_ctx) *c, pt
 }
 
 /* A slab of w samples, the first being sample `first`: logit i of sample j
- * at x[i*si + j*sj], its gradient at g[i*si + j*sj] (g NULL: not written).
+ * at x[i*si + j], its gradient at g[i*si + j] (g NULL: not written).
  * Returns the sum of their losses, in order. */
 FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, const REAL *x,
                                                  const REAL *t_unused, REAL *g, ptrdiff_t first,
-                                                 ptrdiff_t w, ptrdiff_t si, ptrdiff_t sj)
+                                                 ptrdiff_t w, ptrdiff_t si)
 {
     (void)t_unused;
     const ptrdiff_t n = c->n;
@@ -226,18 +244,12 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, c
     /* sums in REAL over chunks of classes, then in ACC (see FSM_XENT_EXP_BLOCK) */
     for (ptrdiff_t i0 = 0; i0 < n; i0 += FSM_XENT_SHORT_ROW) {
         const ptrdiff_t i1 = n - i0 < FSM_XENT_SHORT_ROW ? n : i0 + FSM_XENT_SHORT_ROW;
-        REAL part[FSM_XENT_SLAB];
+        REAL part[FSM_XENT_SLAB], e_buf[FSM_XENT_SLAB];
         for (ptrdiff_t j = 0; j < w; j++) part[j] = 0;
-        if (g) {
-            for (ptrdiff_t i = i0; i < i1; i++)
-                for (ptrdiff_t j = 0; j < w; j++) {
-                    REAL e = EXP_NONPOS(FSM_AT(x, i, j) - m[j]);
-                    FSM_AT(g, i, j) = e;
-                    part[j] += e;
-                }
-        } else {
-            for (ptrdiff_t i = i0; i < i1; i++)
-                for (ptrdiff_t j = 0; j < w; j++) part[j] += EXP_NONPOS(FSM_AT(x, i, j) - m[j]);
+        for (ptrdiff_t i = i0; i < i1; i++) {
+            REAL *e = g ? &FSM_AT(g, i, 0) : e_buf;
+            FSM_X(fsm_xent_exp_lanes)(&FSM_AT(x, i, 0), m, e, w);
+            for (ptrdiff_t j = 0; j < w; j++) part[j] += e[j];
         }
         for (ptrdiff_t j = 0; j < w; j++) s[j] += (ACC)part[j];
     }
@@ -286,18 +298,24 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_row)(const FSM_X(fsm_xent_ctx) *c, ptr
     /* s = sum e, tw = sum w t', d = sum w t' (x - m), in lanes */
     ACC s_lane[FSM_LANES] = {0}, tw_lane[FSM_LANES] = {0}, d_lane[FSM_LANES] = {0};
     ptrdiff_t i = 0;
-#define FSM_PROB_STEP(idx, k)                                                    \
+#define FSM_PROB_STEP(idx, k, e)                                                 \
     {                                                                            \
-        const REAL shifted = x[idx] - m, e = EXP_NONPOS(shifted);                       \
+        const REAL shifted = x[idx] - m, ev = (e);                               \
         const ACC wt = (ACC)(FSM_W(idx) * (keep * t[idx] + smooth));             \
-        if (g) g[idx] = e;                                                       \
-        s_lane[k] += (ACC)e;                                                     \
+        if (g) g[idx] = ev;                                                      \
+        s_lane[k] += (ACC)ev;                                                    \
         tw_lane[k] += wt;                                                        \
         d_lane[k] += wt * (ACC)shifted;                                          \
     }
-    for (; i + FSM_LANES <= n; i += FSM_LANES)
-        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) FSM_PROB_STEP(i + k, k)
-    for (int k = 0; i < n; i++, k++) FSM_PROB_STEP(i, k)
+    for (; i + FSM_LANES <= n; i += FSM_LANES) {
+        REAL e[FSM_LANES]; /* the exps in vectors, then the lane loop */
+        for (int k = 0; k < FSM_LANES; k += FSM_XENT_VW) {
+            const VREAL ev = FSM_X(fsm_xent_vexp_at)(x + i + k, m);
+            memcpy(e + k, &ev, sizeof ev);
+        }
+        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) FSM_PROB_STEP(i + k, k, e[k])
+    }
+    for (int k = 0; i < n; i++, k++) FSM_PROB_STEP(i, k, EXP_NONPOS(x[i] - m))
 #undef FSM_PROB_STEP
     const ACC s = FSM_SLICE(fsm_combine_lanes)(s_lane);
     const ACC tw = FSM_SLICE(fsm_combine_lanes)(tw_lane);
@@ -312,10 +330,10 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_row)(const FSM_X(fsm_xent_ctx) *c, ptr
     return loss;
 }
 
-/* As fsm_xent_index_slab, with the probabilities at t[i*si + j*sj]. */
+/* As fsm_xent_index_slab, with the probabilities at t[i*si + j]. */
 FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_slab)(const FSM_X(fsm_xent_ctx) *c, const REAL *x,
                                                 const REAL *t, REAL *g, ptrdiff_t first,
-                                                ptrdiff_t w, ptrdiff_t si, ptrdiff_t sj)
+                                                ptrdiff_t w, ptrdiff_t si)
 {
     const ptrdiff_t n = c->n;
     const REAL keep = (REAL)c->keep, smooth = (REAL)c->smooth;
@@ -326,8 +344,10 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_slab)(const FSM_X(fsm_xent_ctx) *c, co
         for (ptrdiff_t j = 0; j < w; j++) m[j] = FSM_AT(x, i, j) > m[j] ? FSM_AT(x, i, j) : m[j];
     for (ptrdiff_t i = 0; i < n; i++) {
         const REAL wi = FSM_W(i);
+        REAL e_row[FSM_XENT_SLAB];
+        FSM_X(fsm_xent_exp_lanes)(&FSM_AT(x, i, 0), m, e_row, w);
         for (ptrdiff_t j = 0; j < w; j++) {
-            const REAL shifted = FSM_AT(x, i, j) - m[j], e = EXP_NONPOS(shifted);
+            const REAL shifted = FSM_AT(x, i, j) - m[j], e = e_row[j];
             const ACC wt = (ACC)(wi * (keep * FSM_AT(t, i, j) + smooth));
             if (g) FSM_AT(g, i, j) = e;
             s[j] += (ACC)e;
@@ -388,8 +408,7 @@ FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_out)(const REAL *buf, REAL *dst,
 }
 
 /* Defines OP_blocks, the range function the threads run: each block sums
- * the losses of its tasks in order into partial[block].  The column slab
- * call passes its stride between samples as the constant 1. */
+ * the losses of its tasks in order into partial[block]. */
 #define FSM_XENT_DEFINE_BLOCKS(OP)                                                               \
     FSM_HOT static void FSM_X(OP##_blocks)(void *ctx, ptrdiff_t b0, ptrdiff_t b1)               \
     {                                                                                            \
@@ -411,7 +430,7 @@ FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_out)(const REAL *buf, REAL *dst,
                     if (c->prob) FSM_X(fsm_xent_transpose_in)(c->prob + r0 * n, tt, w, n);       \
                     /* the gradient overwrites the transposed logits */                          \
                     sum += FSM_X(OP##_slab)(c, xt, tt, c->grad ? xt : NULL, r0, w,               \
-                                            FSM_XENT_BUF_STRIDE, 1);                                   \
+                                            FSM_XENT_BUF_STRIDE);                                \
                     if (c->grad) FSM_X(fsm_xent_transpose_out)(xt, c->grad + r0 * n, w, n);      \
                 } else {                                                                         \
                     ptrdiff_t o = t / c->slabs_per_outer;                                        \
@@ -420,7 +439,7 @@ FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_out)(const REAL *buf, REAL *dst,
                     ptrdiff_t offset = o * n * inner + j0;                                       \
                     sum += FSM_X(OP##_slab)(c, c->x + offset, c->prob ? c->prob + offset : NULL, \
                                             c->grad ? c->grad + offset : NULL, o * inner + j0,   \
-                                            w, inner, 1);                                        \
+                                            w, inner);                                           \
                 }                                                                                \
             }                                                                                    \
             c->partial[b] = (double)sum;                                                         \

@@ -282,7 +282,8 @@ def test_results_do_not_depend_on_the_thread_count(rng, kind, shape, axis):
 
 
 @pytest.mark.parametrize("kind", ["index", "prob"])
-@pytest.mark.parametrize("shape,axis", [((64, 10), -1), ((300, 100), -1), ((3, 5, 7), 1)])
+@pytest.mark.parametrize("shape,axis", [((64, 10), -1), ((300, 100), -1), ((3, 5, 7), 1),
+                                        ((64, 65), -1), ((7, 129), -1)])
 def test_out_is_used_and_may_be_the_logits(rng, kind, shape, axis):
     x, t = make_case(rng, shape, axis, kind, np.float32)
     expected_loss, expected_grad = fastsm.cross_entropy_with_grad(x, t, axis=axis)

@@ -201,6 +201,7 @@ static long check_forked_child(void)
 #define FORK_WHILE_BUSY_DEADLOCKS_SANITIZER 0
 #endif
 
+#if !FORK_WHILE_BUSY_DEADLOCKS_SANITIZER
 /* A thread that keeps the pool busy with slow calls until told to stop. */
 static int stop_busy;
 
@@ -226,6 +227,8 @@ static long check_fork_while_busy(void)
     pthread_join(busy, NULL);
     return failures + busy_failures;
 }
+
+#endif
 
 static double cpu_seconds(void)
 {
