@@ -1,59 +1,11 @@
 /* softmax_template.h for float and double.  The includer defines ISA (the
- * suffix of the public names) and FSM_WIDE_ROWS (1: 64-byte vectors in the
- * row passes, for the AVX-512 build). */
-#include "vec.h"
-#include "vexp.h"
-
-#define REAL float
-#define ACC double
-#define SUF f32
-#define EXP fsm_expf
-#define EXP_NONPOS fsm_expf_nonpos
-#define VREAL fsm_v8f
-#define VMASK fsm_v8i
-#define VEXP_NONPOS fsm_vexpf_nonpos
-#if FSM_WIDE_ROWS
-#define RVREAL fsm_v16f
-#define RVEXP_NONPOS fsm_vexpf_nonpos_w
-#else
-#define RVREAL fsm_v8f
-#define RVEXP_NONPOS fsm_vexpf_nonpos
-#endif
+ * suffix of the public names) and FSM_WIDE_ROWS (see dtype_params.h). */
+#define FSM_DTYPE 32
+#include "dtype_params.h"
 #include "softmax_template.h"
-#undef REAL
-#undef ACC
-#undef SUF
-#undef EXP
-#undef EXP_NONPOS
-#undef VREAL
-#undef VMASK
-#undef VEXP_NONPOS
-#undef RVREAL
-#undef RVEXP_NONPOS
+#include "dtype_params_end.h"
 
-#define REAL double
-#define ACC double
-#define SUF f64
-#define EXP fsm_exp
-#define EXP_NONPOS fsm_exp_nonpos
-#define VREAL fsm_v4d
-#define VMASK fsm_v4i
-#define VEXP_NONPOS fsm_vexp_nonpos
-#if FSM_WIDE_ROWS
-#define RVREAL fsm_v8d
-#define RVEXP_NONPOS fsm_vexp_nonpos_w
-#else
-#define RVREAL fsm_v4d
-#define RVEXP_NONPOS fsm_vexp_nonpos
-#endif
+#define FSM_DTYPE 64
+#include "dtype_params.h"
 #include "softmax_template.h"
-#undef REAL
-#undef ACC
-#undef SUF
-#undef EXP
-#undef EXP_NONPOS
-#undef VREAL
-#undef VMASK
-#undef VEXP_NONPOS
-#undef RVREAL
-#undef RVEXP_NONPOS
+#include "dtype_params_end.h"

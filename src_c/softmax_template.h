@@ -1,10 +1,7 @@
 /* Softmax-family kernels for one dtype; softmax_instances.h includes this
- * once per dtype after defining REAL, ACC, SUF, EXP and EXP_NONPOS (see
- * slice_template.h), VREAL and VMASK (the 32-byte vector of REAL and of its
- * comparisons' results, vec.h), VEXP_NONPOS (EXP_NONPOS on a VREAL,
- * vexp.h), RVREAL and RVEXP_NONPOS (the vector of the row passes: VREAL, or
- * a 64-byte vector in the AVX-512 build) and ISA (a suffix for the names of
- * the public functions).
+ * once per dtype after dtype_params.h (VREAL: the blocks' vector, RVREAL:
+ * the row passes') and ISA (a suffix for the names of the public
+ * functions).
  *
  * Each operation is written for two shapes of work, in explicit vectors:
  *  - OP_row: one contiguous slice of n elements (rows, n >= FSM_SHORT_ROW),

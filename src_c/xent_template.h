@@ -1,8 +1,7 @@
 /* Cross-entropy kernels for one dtype; xent_instances.h includes this once
- * per dtype after defining REAL, ACC, SUF, EXP and EXP_NONPOS (see
- * slice_template.h), VREAL (the vector of REAL for the row passes, vec.h:
- * 32 bytes, or 64 in the AVX-512 build), VEXP_NONPOS (vexp.h) and ISA (a
- * suffix for the names of the public functions).
+ * per dtype after dtype_params.h, whose RVREAL and RVEXP_NONPOS are the
+ * vectors of the row and slab passes, and ISA (a suffix for the names of
+ * the public functions).
  * The maths is in xent.h.
  *
  * One fused pass per sample: max, then exp(x - max) stored in `grad` while
@@ -31,7 +30,7 @@
 
 #define FSM_X(name) FSM_CAT(name##_, SUF)
 #define FSM_PUBLIC(name) FSM_CAT(FSM_X(name), ISA)
-#define FSM_XENT_VW ((int)(sizeof(VREAL) / sizeof(REAL)))
+#define FSM_XENT_VW ((int)(sizeof(RVREAL) / sizeof(REAL)))
 
 typedef struct {
     const REAL *x;
@@ -59,12 +58,12 @@ typedef struct {
 /* exp(x[k] - m) for the vector at x: EXP_NONPOS bit for bit (vexp.h), in
  * explicit vectors (GCC did not vectorise the scalar loop as well: a
  * quarter slower in cache). */
-FSM_ALWAYS_INLINE VREAL FSM_X(fsm_xent_vexp_at)(const REAL *x, REAL m)
+FSM_ALWAYS_INLINE RVREAL FSM_X(fsm_xent_vexp_at)(const REAL *x, REAL m)
 {
-    VREAL v;
+    RVREAL v;
     memcpy(&v, x, sizeof v);
     v -= m;
-    return VEXP_NONPOS(&v);
+    return RVEXP_NONPOS(&v);
 }
 
 /* e[j] = exp(x[j] - m[j]) for j < w, in vectors (e may be x): the slab
@@ -75,11 +74,11 @@ FSM_ALWAYS_INLINE void FSM_X(fsm_xent_exp_lanes)(const REAL *x, const REAL *m, R
 {
     ptrdiff_t j = 0;
     for (; j + FSM_XENT_VW <= w; j += FSM_XENT_VW) {
-        VREAL v, mv;
+        RVREAL v, mv;
         memcpy(&v, x + j, sizeof v);
         memcpy(&mv, m + j, sizeof mv);
         v -= mv;
-        const VREAL ev = VEXP_NONPOS(&v);
+        const RVREAL ev = RVEXP_NONPOS(&v);
         memcpy(e + j, &ev, sizeof ev);
     }
     for (; j < w; j++) e[j] = EXP_NONPOS(x[j] - m[j]);
@@ -102,7 +101,7 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_sum_exp)(const REAL *x, ptrdiff_t n, REAL m
         REAL part[FSM_LANES] = {0};
         const ptrdiff_t end = n - i < FSM_XENT_EXP_BLOCK ? i + (n - i) / FSM_LANES * FSM_LANES
                                                         : i + FSM_XENT_EXP_BLOCK;
-        VREAL p[FSM_LANES / FSM_XENT_VW] = {{0}};
+        RVREAL p[FSM_LANES / FSM_XENT_VW] = {{0}};
         for (; i < end; i += FSM_LANES) {
             if (ahead) FSM_X(fsm_xent_prefetch_lanes)(ahead + i);
             for (int k = 0; k < FSM_LANES / FSM_XENT_VW; k++)
@@ -125,11 +124,11 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_store_exp)(const REAL *x, REAL *e, ptrdiff_
         REAL part[FSM_LANES] = {0};
         const ptrdiff_t end = n - i < FSM_XENT_EXP_BLOCK ? i + (n - i) / FSM_LANES * FSM_LANES
                                                         : i + FSM_XENT_EXP_BLOCK;
-        VREAL p[FSM_LANES / FSM_XENT_VW] = {{0}};
+        RVREAL p[FSM_LANES / FSM_XENT_VW] = {{0}};
         for (; i < end; i += FSM_LANES) {
             if (ahead) FSM_X(fsm_xent_prefetch_lanes)(ahead + i);
             for (int k = 0; k < FSM_LANES / FSM_XENT_VW; k++) {
-                const VREAL ev = FSM_X(fsm_xent_vexp_at)(x + i + k * FSM_XENT_VW, m);
+                const RVREAL ev = FSM_X(fsm_xent_vexp_at)(x + i + k * FSM_XENT_VW, m);
                 memcpy(e + i + k * FSM_XENT_VW, &ev, sizeof ev);
                 p[k] += ev;
             }
@@ -310,7 +309,7 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_row)(const FSM_X(fsm_xent_ctx) *c, ptr
     for (; i + FSM_LANES <= n; i += FSM_LANES) {
         REAL e[FSM_LANES]; /* the exps in vectors, then the lane loop */
         for (int k = 0; k < FSM_LANES; k += FSM_XENT_VW) {
-            const VREAL ev = FSM_X(fsm_xent_vexp_at)(x + i + k, m);
+            const RVREAL ev = FSM_X(fsm_xent_vexp_at)(x + i + k, m);
             memcpy(e + k, &ev, sizeof ev);
         }
         FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) FSM_PROB_STEP(i + k, k, e[k])

@@ -1,0 +1,44 @@
+/* The dtype parameters of the kernel templates, for FSM_DTYPE 32 (float) or
+ * 64 (double); the includer also sets FSM_WIDE_ROWS (1: the row vectors are
+ * 64 bytes, for the AVX-512 build).  Include dtype_params_end.h after the
+ * template to undefine them.
+ *   REAL, ACC, SUF       element type, accumulator type, name suffix
+ *   EXP, EXP_NONPOS      vexp.h's scalar exps: any argument, x - max <= 0
+ *   VREAL, VMASK         the 32-byte vector of REAL and of its comparisons
+ *   VEXP_NONPOS          EXP_NONPOS on a VREAL
+ *   RVREAL, RVEXP_NONPOS the vector of the row passes and its exp */
+#include "vec.h"
+#include "vexp.h"
+
+#if FSM_DTYPE == 32
+#define REAL float
+#define SUF f32
+#define EXP fsm_expf
+#define EXP_NONPOS fsm_expf_nonpos
+#define VREAL fsm_v8f
+#define VMASK fsm_v8i
+#define VEXP_NONPOS fsm_vexpf_nonpos
+#if FSM_WIDE_ROWS
+#define RVREAL fsm_v16f
+#define RVEXP_NONPOS fsm_vexpf_nonpos_w
+#else
+#define RVREAL fsm_v8f
+#define RVEXP_NONPOS fsm_vexpf_nonpos
+#endif
+#else
+#define REAL double
+#define SUF f64
+#define EXP fsm_exp
+#define EXP_NONPOS fsm_exp_nonpos
+#define VREAL fsm_v4d
+#define VMASK fsm_v4i
+#define VEXP_NONPOS fsm_vexp_nonpos
+#if FSM_WIDE_ROWS
+#define RVREAL fsm_v8d
+#define RVEXP_NONPOS fsm_vexp_nonpos_w
+#else
+#define RVREAL fsm_v4d
+#define RVEXP_NONPOS fsm_vexp_nonpos
+#endif
+#endif
+#define ACC double
