@@ -167,19 +167,19 @@ FSM_ALWAYS_INLINE double fsm_exp_nonpos(double x)
 
 /* The table entries of the lanes' j (taken mod 16), from two vectors of 8 or
  * one of 16. */
-FSM_ALWAYS_INLINE fsm_v8f fsm_exp2_sixteenths_v8(fsm_v8u j)
+FSM_ALWAYS_INLINE fsm_v8f fsm_exp2_sixteenths_v8(const fsm_v8u *j)
 {
     fsm_v8f lo, hi;
     memcpy(&lo, fsm_exp2_sixteenths, sizeof lo);
     memcpy(&hi, fsm_exp2_sixteenths + 8, sizeof hi);
-    return __builtin_shuffle(lo, hi, (fsm_v8i)(j & 15));
+    return __builtin_shuffle(lo, hi, (fsm_v8i)(*j & 15));
 }
 
-FSM_ALWAYS_INLINE fsm_v16f fsm_exp2_sixteenths_v16(fsm_v16u j)
+FSM_ALWAYS_INLINE fsm_v16f fsm_exp2_sixteenths_v16(const fsm_v16u *j)
 {
     fsm_v16f all;
     memcpy(&all, fsm_exp2_sixteenths, sizeof all);
-    return __builtin_shuffle(all, (fsm_v16i)(j & 15));
+    return __builtin_shuffle(all, (fsm_v16i)(*j & 15));
 }
 
 /* fsm_expf_nonpos and fsm_exp_nonpos on the vector *xp, bit for bit.  Lanes
@@ -193,7 +193,7 @@ FSM_ALWAYS_INLINE fsm_v16f fsm_exp2_sixteenths_v16(fsm_v16u j)
         VF t, k, r, p;                                                                   \
         FSM_EXPF16_REDUCED(x, t, k, r, p);                                               \
         const VU ti = (VU)t;                                                             \
-        const VF s = (VF)FSM_EXPF16_SCALE(ti, (VU)lookup(ti));                           \
+        const VF s = (VF)FSM_EXPF16_SCALE(ti, (VU)lookup(&ti));                          \
         return FSM_VSELECT(x < -87.3365402f, (VF){0}, s * p + s);                        \
     }
 
