@@ -109,6 +109,16 @@ static void fsm_bn_finish_columns(const fsm_bn_plan *p, double *part_mean, doubl
     }
 }
 
+/* Whether a[c] and b[c] are finite for every c in [c0, c1): v - v is 0
+ * exactly when v is finite (a count, so that the loop vectorises). */
+FSM_HOT static int fsm_bn_all_finite(const double *a, const double *b, ptrdiff_t c0,
+                                     ptrdiff_t c1)
+{
+    ptrdiff_t bad = 0;
+    for (ptrdiff_t c = c0; c < c1; c++) bad += (a[c] - a[c] != 0) + (b[c] - b[c] != 0);
+    return bad == 0;
+}
+
 /* Run-layout partials (feature-major: part[c*nblocks + b]) -> features [c0, c1). */
 static void fsm_bn_finish_runs(const fsm_bn_plan *p, const double *part_mean,
                                const double *part_m2, ptrdiff_t c0, ptrdiff_t c1, double *mean,
@@ -134,11 +144,9 @@ static void fsm_bn_finish_sums(const fsm_bn_plan *p, double *part, double *sum)
     if (p->columns) {
         for (ptrdiff_t b = 1; b < p->nblocks; b++)
             for (ptrdiff_t k = 0; k < p->width; k++) part[k] += part[b * p->width + k];
-        for (ptrdiff_t c = 0; c < p->C; c++) {
-            double s = 0;
-            for (ptrdiff_t j = 0; j < p->inner; j++) s += part[c * p->inner + j];
-            sum[c] = s;
-        }
+        for (ptrdiff_t c = 0; c < p->C; c++) sum[c] = 0;
+        for (ptrdiff_t j = 0; j < p->inner; j++)
+            for (ptrdiff_t c = 0; c < p->C; c++) sum[c] += part[c * p->inner + j];
     } else {
         for (ptrdiff_t c = 0; c < p->C; c++) {
             double s = 0;
@@ -164,8 +172,8 @@ static ptrdiff_t fsm_bn_partial_count(const fsm_bn_plan *p)
     return p->columns ? p->nblocks * p->width : p->nblocks * p->C;
 }
 
-void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double eps,
-                   const double *weight, double *invstd, double *scale)
+FSM_HOT void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double eps,
+                           const double *weight, double *invstd, double *scale)
 {
     for (ptrdiff_t c = 0; c < C; c++) {
         invstd[c] = 1.0 / sqrt(v[c] / divisor + eps);

@@ -189,6 +189,8 @@ static void FSM_K(fsm_bn_fix_nonfinite)(const FSM_K(fsm_bn_job) *job, ptrdiff_t 
 {
     const fsm_bn_plan *p = &job->p;
     const double n = (double)(p->outer * p->inner);
+    if (fsm_bn_all_finite(mean, m2, c0, c1))
+        return;
     for (ptrdiff_t c = c0; c < c1; c++) {
         if (isfinite(mean[c]) && isfinite(m2[c]))
             continue;
@@ -336,6 +338,8 @@ static void FSM_K(fsm_bn_fix_grad_sums)(const FSM_K(fsm_bn_job) *job, double *su
                                         double *sum_gxc)
 {
     const fsm_bn_plan *p = &job->p;
+    if (fsm_bn_all_finite(sum_g, sum_gxc, 0, p->C))
+        return;
     for (ptrdiff_t c = 0; c < p->C; c++) {
         if (isfinite(sum_g[c]) && isfinite(sum_gxc[c]))
             continue;
@@ -369,7 +373,11 @@ int FSM_K(fsm_bn_grad_sums)(const REAL *g, const REAL *x, ptrdiff_t outer, ptrdi
      * column layout); x - mean = (x - m) + (m - mean) adds the rest. */
     job.pm = (REAL *)(part + 2 * np);
     const ptrdiff_t per = p->columns ? inner : 1;
-    for (ptrdiff_t k = 0; k < p->width; k++) job.pm[k] = (REAL)mean[k / per];
+    if (per == 1)
+        for (ptrdiff_t c = 0; c < C; c++) job.pm[c] = (REAL)mean[c];
+    else
+        for (ptrdiff_t c = 0; c < C; c++)
+            for (ptrdiff_t j = 0; j < per; j++) job.pm[c * per + j] = (REAL)mean[c];
     fsm_parallel_for(p->ntasks, FSM_BN_WORK(2 * p->task_values), max_threads,
                      p->columns ? FSM_K(fsm_bn_grad_columns) : FSM_K(fsm_bn_grad_runs), &job);
     fsm_bn_finish_sums(p, job.part_a, sum_g);
@@ -419,28 +427,71 @@ FSM_HOT static void FSM_K(fsm_bn_apply_runs)(void *ctx, ptrdiff_t r0, ptrdiff_t 
     for (ptrdiff_t r = r0; r < r1; r++) FSM_K(fsm_bn_apply_span)(job, r * inner, inner, r % C, 0);
 }
 
-/* REAL factors of features [c0, c1) from the double ones, per column
- * (column layout) or feature.  The mean is split as m + lo with m its REAL
- * rounding: x - m is exact for x near the mean, and s*lo folds into t, so
- * data far from zero keeps its precision.  An infinite m (an infinite mean,
- * or a double one beyond float's range) or s has lo 0: y = s*(x - m) + t is
- * then -s*m for finite x, as PyTorch. */
-static void FSM_K(fsm_bn_fill_params)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0, ptrdiff_t c1)
+typedef struct {
+    REAL a, s, m, t;
+} FSM_K(fsm_bn_factors);
+
+/* REAL factors of feature c from the double ones.  The mean is split as
+ * m + lo with m its REAL rounding: x - m is exact for x near the mean, and
+ * s*lo folds into t, so data far from zero keeps its precision.  An
+ * infinite m (an infinite mean, or a double one beyond float's range) or s
+ * has lo 0: y = s*(x - m) + t is then -s*m for finite x, as PyTorch.  Which
+ * inputs are given is a constant in each inlined copy, so that the loops
+ * over features vectorise. */
+FSM_BN_INLINE FSM_K(fsm_bn_factors) FSM_K(fsm_bn_feature_factors)(const FSM_K(fsm_bn_job) *job,
+                                                                  ptrdiff_t c, int with_x,
+                                                                  int with_g, int with_t)
+{
+    const double mc = with_x ? job->mean[c] : 0, sc = with_x ? job->s[c] : 0;
+    const double tc = with_t ? job->t[c] : 0;
+    const REAL m = (REAL)mc;
+    /* without the split where it would make inf - inf or inf * 0 */
+    const double t = isfinite(m) && isfinite(sc) ? tc - sc * (mc - (double)m) : tc;
+    return (FSM_K(fsm_bn_factors)){with_g ? (REAL)job->a[c] : 0, (REAL)sc, m, (REAL)t};
+}
+
+/* The factors of features [c0, c1), per column (column layout) or feature. */
+FSM_BN_INLINE void FSM_K(fsm_bn_fill_range)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0,
+                                            ptrdiff_t c1, int with_x, int with_g, int with_t)
 {
     const ptrdiff_t per = job->p.columns ? job->p.inner : 1;
+    REAL *restrict pa = job->pa, *restrict ps = job->ps, *restrict pm = job->pm,
+         *restrict pt = job->pt;
+    if (per == 1) {
+        for (ptrdiff_t c = c0; c < c1; c++) {
+            const FSM_K(fsm_bn_factors) f = FSM_K(fsm_bn_feature_factors)(job, c, with_x, with_g,
+                                                                           with_t);
+            pa[c] = f.a;
+            ps[c] = f.s;
+            pm[c] = f.m;
+            pt[c] = f.t;
+        }
+        return;
+    }
     for (ptrdiff_t c = c0; c < c1; c++) {
-        const double mc = job->x ? job->mean[c] : 0, sc = job->x ? job->s[c] : 0;
-        const REAL m = (REAL)mc, a = job->g ? (REAL)job->a[c] : 0;
-        const double t = job->t ? job->t[c] : 0;
-        /* without the split where it would make inf - inf or inf * 0 */
-        const REAL shift = (REAL)(isfinite(m) && isfinite(sc) ? t - sc * (mc - (double)m) : t);
+        const FSM_K(fsm_bn_factors) f = FSM_K(fsm_bn_feature_factors)(job, c, with_x, with_g,
+                                                                       with_t);
         for (ptrdiff_t k = c * per; k < (c + 1) * per; k++) {
-            job->pa[k] = a;
-            job->ps[k] = (REAL)sc;
-            job->pm[k] = m;
-            job->pt[k] = shift;
+            pa[k] = f.a;
+            ps[k] = f.s;
+            pm[k] = f.m;
+            pt[k] = f.t;
         }
     }
+}
+
+FSM_HOT static void FSM_K(fsm_bn_fill_params)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0,
+                                              ptrdiff_t c1)
+{
+#define FSM_BN_FILL(X, G, T) FSM_K(fsm_bn_fill_range)(job, c0, c1, X, G, T)
+    const int t = job->t != NULL;
+    if (job->x && job->g)
+        t ? FSM_BN_FILL(1, 1, 1) : FSM_BN_FILL(1, 1, 0);
+    else if (job->x)
+        t ? FSM_BN_FILL(1, 0, 1) : FSM_BN_FILL(1, 0, 0);
+    else
+        t ? FSM_BN_FILL(0, 1, 1) : FSM_BN_FILL(0, 1, 0);
+#undef FSM_BN_FILL
 }
 
 /* Points pa, ps, pm, pt into `params` (4 * width values). */
