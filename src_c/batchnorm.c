@@ -25,6 +25,17 @@
 /* Keeps GCC from unrolling a loop over the lanes into scalar code. */
 #define FSM_BN_LANE_LOOP _Pragma("GCC unroll 1")
 
+/* A loop whose iteration i reads and writes element i of each array only
+ * (out is an input exactly or apart from them): vectorise it without the
+ * overlap checks, too many of which make the compiler give up. */
+#if defined(__clang__)
+#define FSM_BN_PER_ELEMENT _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define FSM_BN_PER_ELEMENT _Pragma("GCC ivdep")
+#else
+#define FSM_BN_PER_ELEMENT
+#endif
+
 /* How a reduction is split into tasks; depends only on the shape, never on
  * the thread count, so every partial result and its merge order are fixed.
  * Column layout: task (block b, tile k) covers rows [b*rows, ...) and columns

@@ -413,11 +413,47 @@ FSM_BN_INLINE void FSM_K(fsm_bn_apply_span)(const FSM_K(fsm_bn_job) *job, ptrdif
     }
 }
 
+/* Column layout, rows r and r + 1: the same per-element arithmetic as
+ * fsm_bn_apply_span, with each factor loaded once for both rows (the one-row
+ * loop is bound by its loads, three or four factors per value), and every
+ * load of an element ahead of its stores. */
+FSM_BN_INLINE void FSM_K(fsm_bn_apply_two_rows)(const FSM_K(fsm_bn_job) *job, ptrdiff_t r)
+{
+    const ptrdiff_t width = job->p.width, offset = r * width;
+    const REAL *g0 = job->g ? job->g + offset : NULL, *x0 = job->x ? job->x + offset : NULL;
+    const REAL *g1 = g0 ? g0 + width : NULL, *x1 = x0 ? x0 + width : NULL;
+    REAL *out0 = job->out + offset, *out1 = out0 + width;
+    const REAL *pa = job->pa, *ps = job->ps, *pm = job->pm, *pt = job->pt;
+    if (!g0) {
+        FSM_BN_PER_ELEMENT for (ptrdiff_t i = 0; i < width; i++) {
+            const REAL s = ps[i], m = pm[i], t = pt[i], v0 = x0[i], v1 = x1[i];
+            out0[i] = s * (v0 - m) + t;
+            out1[i] = s * (v1 - m) + t;
+        }
+    } else if (!x0) {
+        FSM_BN_PER_ELEMENT for (ptrdiff_t i = 0; i < width; i++) {
+            const REAL a = pa[i], t = pt[i], u0 = g0[i], u1 = g1[i];
+            out0[i] = a * (u0 + t);
+            out1[i] = a * (u1 + t);
+        }
+    } else {
+        FSM_BN_PER_ELEMENT for (ptrdiff_t i = 0; i < width; i++) {
+            const REAL a = pa[i], s = ps[i], m = pm[i], t = pt[i];
+            const REAL u0 = g0[i], u1 = g1[i], v0 = x0[i], v1 = x1[i];
+            out0[i] = a * ((u0 + t) + s * (v0 - m));
+            out1[i] = a * ((u1 + t) + s * (v1 - m));
+        }
+    }
+}
+
 FSM_HOT static void FSM_K(fsm_bn_apply_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)
 {
     const FSM_K(fsm_bn_job) *job = ctx;
     const ptrdiff_t width = job->p.width;
-    for (ptrdiff_t r = r0; r < r1; r++) FSM_K(fsm_bn_apply_span)(job, r * width, width, 0, 1);
+    ptrdiff_t r = r0;
+    for (; r + 2 <= r1; r += 2) FSM_K(fsm_bn_apply_two_rows)(job, r);
+    if (r < r1)
+        FSM_K(fsm_bn_apply_span)(job, r * width, width, 0, 1);
 }
 
 FSM_HOT static void FSM_K(fsm_bn_apply_runs)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)
