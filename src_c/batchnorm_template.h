@@ -101,7 +101,9 @@ FSM_BN_INLINE void FSM_K(fsm_bn_sum_grad)(const REAL *g, const REAL *x, ptrdiff_
  * stride `width`) over `rows` rows, from sums of the deviations from row 0:
  * shifted by a value of the data, so cancellation stays small.  Rows go
  * FSM_BN_FLUSH at a time, so that the sums (in L1) are loaded and stored once
- * per FSM_BN_FLUSH rows. */
+ * per FSM_BN_FLUSH rows; each column adds its rows in order (a chain of
+ * multiply-adds: fewer operations than a tree of the rows' terms, and the
+ * columns give the parallelism). */
 FSM_BN_INLINE void FSM_K(fsm_bn_tile_stats)(const REAL *x, ptrdiff_t width, ptrdiff_t rows,
                                             ptrdiff_t w, double *mean, double *m2)
 {
@@ -114,11 +116,14 @@ FSM_BN_INLINE void FSM_K(fsm_bn_tile_stats)(const REAL *x, ptrdiff_t width, ptrd
     for (; r + FSM_BN_FLUSH <= rows; r += FSM_BN_FLUSH) {
         const REAL *xr = x + r * width;
         for (ptrdiff_t j = 0; j < w; j++) {
-            double d[FSM_BN_FLUSH];
-            for (int k = 0; k < FSM_BN_FLUSH; k++) d[k] = (double)xr[k * width + j] - x0[j];
-            s[j] += ((d[0] + d[1]) + (d[2] + d[3])) + ((d[4] + d[5]) + (d[6] + d[7]));
-            q[j] += ((d[0] * d[0] + d[1] * d[1]) + (d[2] * d[2] + d[3] * d[3]))
-                  + ((d[4] * d[4] + d[5] * d[5]) + (d[6] * d[6] + d[7] * d[7]));
+            double sj = s[j], qj = q[j];
+            for (int k = 0; k < FSM_BN_FLUSH; k++) {
+                const double d = (double)xr[k * width + j] - x0[j];
+                sj += d;
+                qj += d * d;
+            }
+            s[j] = sj;
+            q[j] = qj;
         }
     }
     for (; r < rows; r++)
