@@ -192,6 +192,30 @@ FSM_HOT void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double 
     }
 }
 
+FSM_HOT void fsm_bn_backward_factors(const double *invstd, const double *weight,
+                                     const double *sum_g, const double *sum_gxc, ptrdiff_t C,
+                                     double count, double *k, double *s, double *t)
+{
+    for (ptrdiff_t c = 0; c < C; c++) {
+        s[c] = -invstd[c] * invstd[c] * sum_gxc[c] / count;
+        t[c] = -sum_g[c] / count;
+    }
+    if (weight)
+        for (ptrdiff_t c = 0; c < C; c++) k[c] = invstd[c] * weight[c];
+    else
+        for (ptrdiff_t c = 0; c < C; c++) k[c] = invstd[c];
+}
+
+FSM_HOT void fsm_bn_widen_f32(const float *src, ptrdiff_t n, double *dst)
+{
+    for (ptrdiff_t i = 0; i < n; i++) dst[i] = (double)src[i];
+}
+
+FSM_HOT void fsm_bn_narrow_f32(const double *src, ptrdiff_t n, float *dst)
+{
+    for (ptrdiff_t i = 0; i < n; i++) dst[i] = (float)src[i];
+}
+
 void fsm_bn_update_running_f32(float *r, const double *batch, ptrdiff_t C, double momentum,
                                double factor)
 {
