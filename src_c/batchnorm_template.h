@@ -521,6 +521,7 @@ FSM_BN_INLINE void FSM_K(fsm_bn_fill_range)(const FSM_K(fsm_bn_job) *job, ptrdif
     }
 }
 
+/* fsm_bn_fill_range with the given inputs as constants. */
 FSM_HOT static void FSM_K(fsm_bn_fill_params)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0,
                                               ptrdiff_t c1)
 {
