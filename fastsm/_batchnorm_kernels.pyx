@@ -12,6 +12,7 @@ functions whole, checks included, and return None for anything else.
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stddef cimport ptrdiff_t
+from libc.string cimport memcpy
 
 from ._result_cache cimport empty_like
 
@@ -26,6 +27,9 @@ cdef extern from "batchnorm.h" nogil:
     void fsm_bn_update_running_f32(float *r, const double *batch, ptrdiff_t C, double momentum, double factor)
     void fsm_bn_update_running_f64(double *r, const double *batch, ptrdiff_t C, double momentum, double factor)
     void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double eps, const double *weight, double *invstd, double *scale)
+    void fsm_bn_backward_factors(const double *invstd, const double *weight, const double *sum_g, const double *sum_gxc, ptrdiff_t C, double count, double *k, double *s, double *t)
+    void fsm_bn_widen_f32(const float *src, ptrdiff_t n, double *dst)
+    void fsm_bn_narrow_f32(const double *src, ptrdiff_t n, float *dst)
     int fsm_bn_stats_f32(const float *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, double *mean, double *m2, int max_threads)
     int fsm_bn_stats_f64(const double *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, double *mean, double *m2, int max_threads)
     int fsm_bn_grad_sums_f32(const float *g, const float *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const double *mean, double *sum_g, double *sum_gxc, int max_threads)
@@ -234,17 +238,10 @@ cdef inline int feature_axis(cnp.ndarray x, object axis):
 cdef inline void to_double(object a, double *dst, ptrdiff_t C):
     """dst = a (a plain_param) in float64."""
     cdef cnp.ndarray arr = <cnp.ndarray>a
-    cdef ptrdiff_t c
-    cdef const float *f
-    cdef const double *d
     if cnp.PyArray_TYPE(arr) == cnp.NPY_FLOAT32:
-        f = <const float *>cnp.PyArray_DATA(arr)
-        for c in range(C):
-            dst[c] = f[c]
+        fsm_bn_widen_f32(<const float *>cnp.PyArray_DATA(arr), C, dst)
     else:
-        d = <const double *>cnp.PyArray_DATA(arr)
-        for c in range(C):
-            dst[c] = d[c]
+        memcpy(dst, cnp.PyArray_DATA(arr), C * sizeof(double))
 
 
 cdef inline double *to_double_or_null(object a, double *dst, ptrdiff_t C):
@@ -258,17 +255,10 @@ cdef cnp.ndarray per_feature_result(const double *v, ptrdiff_t C, int typ):
     """A new (C,) array of dtype typ holding v."""
     cdef cnp.npy_intp n = C
     cdef cnp.ndarray r = cnp.PyArray_EMPTY(1, &n, typ, 0)
-    cdef ptrdiff_t c
-    cdef float *f
-    cdef double *d
     if typ == cnp.NPY_FLOAT32:
-        f = <float *>cnp.PyArray_DATA(r)
-        for c in range(C):
-            f[c] = <float>v[c]
+        fsm_bn_narrow_f32(v, C, <float *>cnp.PyArray_DATA(r))
     else:
-        d = <double *>cnp.PyArray_DATA(r)
-        for c in range(C):
-            d[c] = v[c]
+        memcpy(cnp.PyArray_DATA(r), v, C * sizeof(double))
     return r
 
 
@@ -428,11 +418,7 @@ def fast_backward(grad, x, weight, mean, invstd, training, axis, out):
                 status = fsm_bn_grad_sums_f64(<const double *>gp, <const double *>xp, outer, C,
                                               inner, mu, sum_g, sum_gxc, threads)
         check(status)
-        # the factors of batch_norm_backward's general path, in the same order
-        for c in range(C):
-            k[c] = inv[c] if wp == NULL else inv[c] * wp[c]
-            s[c] = -inv[c] * inv[c] * sum_gxc[c] / count
-            t[c] = -sum_g[c] / count
+        fsm_bn_backward_factors(inv, wp, sum_g, sum_gxc, C, count, k, s, t)
         if not training:
             xp = NULL
         with nogil:

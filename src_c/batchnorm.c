@@ -25,6 +25,17 @@
 /* Keeps GCC from unrolling a loop over the lanes into scalar code. */
 #define FSM_BN_LANE_LOOP _Pragma("GCC unroll 1")
 
+/* A loop whose iteration i reads and writes element i of each array only
+ * (out is an input exactly or apart from them): vectorise it without the
+ * overlap checks, too many of which make the compiler give up. */
+#if defined(__clang__)
+#define FSM_BN_PER_ELEMENT _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define FSM_BN_PER_ELEMENT _Pragma("GCC ivdep")
+#else
+#define FSM_BN_PER_ELEMENT
+#endif
+
 /* How a reduction is split into tasks; depends only on the shape, never on
  * the thread count, so every partial result and its merge order are fixed.
  * Column layout: task (block b, tile k) covers rows [b*rows, ...) and columns
@@ -109,6 +120,16 @@ static void fsm_bn_finish_columns(const fsm_bn_plan *p, double *part_mean, doubl
     }
 }
 
+/* Whether a[c] and b[c] are finite for every c in [c0, c1): v - v is 0
+ * exactly when v is finite (a count, so that the loop vectorises). */
+FSM_HOT static int fsm_bn_all_finite(const double *a, const double *b, ptrdiff_t c0,
+                                     ptrdiff_t c1)
+{
+    ptrdiff_t bad = 0;
+    for (ptrdiff_t c = c0; c < c1; c++) bad += (a[c] - a[c] != 0) + (b[c] - b[c] != 0);
+    return bad == 0;
+}
+
 /* Run-layout partials (feature-major: part[c*nblocks + b]) -> features [c0, c1). */
 static void fsm_bn_finish_runs(const fsm_bn_plan *p, const double *part_mean,
                                const double *part_m2, ptrdiff_t c0, ptrdiff_t c1, double *mean,
@@ -134,11 +155,9 @@ static void fsm_bn_finish_sums(const fsm_bn_plan *p, double *part, double *sum)
     if (p->columns) {
         for (ptrdiff_t b = 1; b < p->nblocks; b++)
             for (ptrdiff_t k = 0; k < p->width; k++) part[k] += part[b * p->width + k];
-        for (ptrdiff_t c = 0; c < p->C; c++) {
-            double s = 0;
-            for (ptrdiff_t j = 0; j < p->inner; j++) s += part[c * p->inner + j];
-            sum[c] = s;
-        }
+        for (ptrdiff_t c = 0; c < p->C; c++) sum[c] = 0;
+        for (ptrdiff_t j = 0; j < p->inner; j++)
+            for (ptrdiff_t c = 0; c < p->C; c++) sum[c] += part[c * p->inner + j];
     } else {
         for (ptrdiff_t c = 0; c < p->C; c++) {
             double s = 0;
@@ -164,13 +183,37 @@ static ptrdiff_t fsm_bn_partial_count(const fsm_bn_plan *p)
     return p->columns ? p->nblocks * p->width : p->nblocks * p->C;
 }
 
-void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double eps,
-                   const double *weight, double *invstd, double *scale)
+FSM_HOT void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double eps,
+                           const double *weight, double *invstd, double *scale)
 {
     for (ptrdiff_t c = 0; c < C; c++) {
         invstd[c] = 1.0 / sqrt(v[c] / divisor + eps);
         scale[c] = weight ? invstd[c] * weight[c] : invstd[c];
     }
+}
+
+FSM_HOT void fsm_bn_backward_factors(const double *invstd, const double *weight,
+                                     const double *sum_g, const double *sum_gxc, ptrdiff_t C,
+                                     double count, double *k, double *s, double *t)
+{
+    for (ptrdiff_t c = 0; c < C; c++) {
+        s[c] = -invstd[c] * invstd[c] * sum_gxc[c] / count;
+        t[c] = -sum_g[c] / count;
+    }
+    if (weight)
+        for (ptrdiff_t c = 0; c < C; c++) k[c] = invstd[c] * weight[c];
+    else
+        for (ptrdiff_t c = 0; c < C; c++) k[c] = invstd[c];
+}
+
+FSM_HOT void fsm_bn_widen_f32(const float *src, ptrdiff_t n, double *dst)
+{
+    for (ptrdiff_t i = 0; i < n; i++) dst[i] = (double)src[i];
+}
+
+FSM_HOT void fsm_bn_narrow_f32(const double *src, ptrdiff_t n, float *dst)
+{
+    for (ptrdiff_t i = 0; i < n; i++) dst[i] = (float)src[i];
 }
 
 void fsm_bn_update_running_f32(float *r, const double *batch, ptrdiff_t C, double momentum,

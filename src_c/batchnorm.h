@@ -39,6 +39,18 @@
 void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double eps,
                    const double *weight, double *invstd, double *scale);
 
+/* The factors of the training backward's elementwise pass, per feature, in
+ * the order of the NumPy expressions of the general path:
+ * k = invstd * weight (weight NULL: invstd), s = -invstd * invstd * sum_gxc / count
+ * and t = -sum_g / count. */
+void fsm_bn_backward_factors(const double *invstd, const double *weight, const double *sum_g,
+                             const double *sum_gxc, ptrdiff_t C, double count, double *k,
+                             double *s, double *t);
+
+/* dst[i] = src[i] for i < n, widened to double or rounded to float. */
+void fsm_bn_widen_f32(const float *src, ptrdiff_t n, double *dst);
+void fsm_bn_narrow_f32(const double *src, ptrdiff_t n, float *dst);
+
 /* Running statistic update, in r's own dtype:
  * r[c] = (1 - momentum) * r[c] + momentum * factor * batch[c], computed in double. */
 void fsm_bn_update_running_f32(float *r, const double *batch, ptrdiff_t C, double momentum,

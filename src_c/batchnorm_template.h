@@ -101,7 +101,9 @@ FSM_BN_INLINE void FSM_K(fsm_bn_sum_grad)(const REAL *g, const REAL *x, ptrdiff_
  * stride `width`) over `rows` rows, from sums of the deviations from row 0:
  * shifted by a value of the data, so cancellation stays small.  Rows go
  * FSM_BN_FLUSH at a time, so that the sums (in L1) are loaded and stored once
- * per FSM_BN_FLUSH rows. */
+ * per FSM_BN_FLUSH rows; each column adds its rows in order (a chain of
+ * multiply-adds: fewer operations than a tree of the rows' terms, and the
+ * columns give the parallelism). */
 FSM_BN_INLINE void FSM_K(fsm_bn_tile_stats)(const REAL *x, ptrdiff_t width, ptrdiff_t rows,
                                             ptrdiff_t w, double *mean, double *m2)
 {
@@ -114,11 +116,14 @@ FSM_BN_INLINE void FSM_K(fsm_bn_tile_stats)(const REAL *x, ptrdiff_t width, ptrd
     for (; r + FSM_BN_FLUSH <= rows; r += FSM_BN_FLUSH) {
         const REAL *xr = x + r * width;
         for (ptrdiff_t j = 0; j < w; j++) {
-            double d[FSM_BN_FLUSH];
-            for (int k = 0; k < FSM_BN_FLUSH; k++) d[k] = (double)xr[k * width + j] - x0[j];
-            s[j] += ((d[0] + d[1]) + (d[2] + d[3])) + ((d[4] + d[5]) + (d[6] + d[7]));
-            q[j] += ((d[0] * d[0] + d[1] * d[1]) + (d[2] * d[2] + d[3] * d[3]))
-                  + ((d[4] * d[4] + d[5] * d[5]) + (d[6] * d[6] + d[7] * d[7]));
+            double sj = s[j], qj = q[j];
+            for (int k = 0; k < FSM_BN_FLUSH; k++) {
+                const double d = (double)xr[k * width + j] - x0[j];
+                sj += d;
+                qj += d * d;
+            }
+            s[j] = sj;
+            q[j] = qj;
         }
     }
     for (; r < rows; r++)
@@ -189,6 +194,8 @@ static void FSM_K(fsm_bn_fix_nonfinite)(const FSM_K(fsm_bn_job) *job, ptrdiff_t 
 {
     const fsm_bn_plan *p = &job->p;
     const double n = (double)(p->outer * p->inner);
+    if (fsm_bn_all_finite(mean, m2, c0, c1))
+        return;
     for (ptrdiff_t c = c0; c < c1; c++) {
         if (isfinite(mean[c]) && isfinite(m2[c]))
             continue;
@@ -336,6 +343,8 @@ static void FSM_K(fsm_bn_fix_grad_sums)(const FSM_K(fsm_bn_job) *job, double *su
                                         double *sum_gxc)
 {
     const fsm_bn_plan *p = &job->p;
+    if (fsm_bn_all_finite(sum_g, sum_gxc, 0, p->C))
+        return;
     for (ptrdiff_t c = 0; c < p->C; c++) {
         if (isfinite(sum_g[c]) && isfinite(sum_gxc[c]))
             continue;
@@ -369,7 +378,11 @@ int FSM_K(fsm_bn_grad_sums)(const REAL *g, const REAL *x, ptrdiff_t outer, ptrdi
      * column layout); x - mean = (x - m) + (m - mean) adds the rest. */
     job.pm = (REAL *)(part + 2 * np);
     const ptrdiff_t per = p->columns ? inner : 1;
-    for (ptrdiff_t k = 0; k < p->width; k++) job.pm[k] = (REAL)mean[k / per];
+    if (per == 1)
+        for (ptrdiff_t c = 0; c < C; c++) job.pm[c] = (REAL)mean[c];
+    else
+        for (ptrdiff_t c = 0; c < C; c++)
+            for (ptrdiff_t j = 0; j < per; j++) job.pm[c * per + j] = (REAL)mean[c];
     fsm_parallel_for(p->ntasks, FSM_BN_WORK(2 * p->task_values), max_threads,
                      p->columns ? FSM_K(fsm_bn_grad_columns) : FSM_K(fsm_bn_grad_runs), &job);
     fsm_bn_finish_sums(p, job.part_a, sum_g);
@@ -405,11 +418,47 @@ FSM_BN_INLINE void FSM_K(fsm_bn_apply_span)(const FSM_K(fsm_bn_job) *job, ptrdif
     }
 }
 
+/* Column layout, rows r and r + 1: the same per-element arithmetic as
+ * fsm_bn_apply_span, with each factor loaded once for both rows (the one-row
+ * loop is bound by its loads, three or four factors per value), and every
+ * load of an element ahead of its stores. */
+FSM_BN_INLINE void FSM_K(fsm_bn_apply_two_rows)(const FSM_K(fsm_bn_job) *job, ptrdiff_t r)
+{
+    const ptrdiff_t width = job->p.width, offset = r * width;
+    const REAL *g0 = job->g ? job->g + offset : NULL, *x0 = job->x ? job->x + offset : NULL;
+    const REAL *g1 = g0 ? g0 + width : NULL, *x1 = x0 ? x0 + width : NULL;
+    REAL *out0 = job->out + offset, *out1 = out0 + width;
+    const REAL *pa = job->pa, *ps = job->ps, *pm = job->pm, *pt = job->pt;
+    if (!g0) {
+        FSM_BN_PER_ELEMENT for (ptrdiff_t i = 0; i < width; i++) {
+            const REAL s = ps[i], m = pm[i], t = pt[i], v0 = x0[i], v1 = x1[i];
+            out0[i] = s * (v0 - m) + t;
+            out1[i] = s * (v1 - m) + t;
+        }
+    } else if (!x0) {
+        FSM_BN_PER_ELEMENT for (ptrdiff_t i = 0; i < width; i++) {
+            const REAL a = pa[i], t = pt[i], u0 = g0[i], u1 = g1[i];
+            out0[i] = a * (u0 + t);
+            out1[i] = a * (u1 + t);
+        }
+    } else {
+        FSM_BN_PER_ELEMENT for (ptrdiff_t i = 0; i < width; i++) {
+            const REAL a = pa[i], s = ps[i], m = pm[i], t = pt[i];
+            const REAL u0 = g0[i], u1 = g1[i], v0 = x0[i], v1 = x1[i];
+            out0[i] = a * ((u0 + t) + s * (v0 - m));
+            out1[i] = a * ((u1 + t) + s * (v1 - m));
+        }
+    }
+}
+
 FSM_HOT static void FSM_K(fsm_bn_apply_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)
 {
     const FSM_K(fsm_bn_job) *job = ctx;
     const ptrdiff_t width = job->p.width;
-    for (ptrdiff_t r = r0; r < r1; r++) FSM_K(fsm_bn_apply_span)(job, r * width, width, 0, 1);
+    ptrdiff_t r = r0;
+    for (; r + 2 <= r1; r += 2) FSM_K(fsm_bn_apply_two_rows)(job, r);
+    if (r < r1)
+        FSM_K(fsm_bn_apply_span)(job, r * width, width, 0, 1);
 }
 
 FSM_HOT static void FSM_K(fsm_bn_apply_runs)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)
@@ -419,28 +468,72 @@ FSM_HOT static void FSM_K(fsm_bn_apply_runs)(void *ctx, ptrdiff_t r0, ptrdiff_t 
     for (ptrdiff_t r = r0; r < r1; r++) FSM_K(fsm_bn_apply_span)(job, r * inner, inner, r % C, 0);
 }
 
-/* REAL factors of features [c0, c1) from the double ones, per column
- * (column layout) or feature.  The mean is split as m + lo with m its REAL
- * rounding: x - m is exact for x near the mean, and s*lo folds into t, so
- * data far from zero keeps its precision.  An infinite m (an infinite mean,
- * or a double one beyond float's range) or s has lo 0: y = s*(x - m) + t is
- * then -s*m for finite x, as PyTorch. */
-static void FSM_K(fsm_bn_fill_params)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0, ptrdiff_t c1)
+typedef struct {
+    REAL a, s, m, t;
+} FSM_K(fsm_bn_factors);
+
+/* REAL factors of feature c from the double ones.  The mean is split as
+ * m + lo with m its REAL rounding: x - m is exact for x near the mean, and
+ * s*lo folds into t, so data far from zero keeps its precision.  An
+ * infinite m (an infinite mean, or a double one beyond float's range) or s
+ * has lo 0: y = s*(x - m) + t is then -s*m for finite x, as PyTorch.  Which
+ * inputs are given is a constant in each inlined copy, so that the loops
+ * over features vectorise. */
+FSM_BN_INLINE FSM_K(fsm_bn_factors) FSM_K(fsm_bn_feature_factors)(const FSM_K(fsm_bn_job) *job,
+                                                                  ptrdiff_t c, int with_x,
+                                                                  int with_g, int with_t)
+{
+    const double mc = with_x ? job->mean[c] : 0, sc = with_x ? job->s[c] : 0;
+    const double tc = with_t ? job->t[c] : 0;
+    const REAL m = (REAL)mc;
+    /* without the split where it would make inf - inf or inf * 0 */
+    const double t = isfinite(m) && isfinite(sc) ? tc - sc * (mc - (double)m) : tc;
+    return (FSM_K(fsm_bn_factors)){with_g ? (REAL)job->a[c] : 0, (REAL)sc, m, (REAL)t};
+}
+
+/* The factors of features [c0, c1), per column (column layout) or feature. */
+FSM_BN_INLINE void FSM_K(fsm_bn_fill_range)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0,
+                                            ptrdiff_t c1, int with_x, int with_g, int with_t)
 {
     const ptrdiff_t per = job->p.columns ? job->p.inner : 1;
+    REAL *restrict pa = job->pa, *restrict ps = job->ps, *restrict pm = job->pm,
+         *restrict pt = job->pt;
+    if (per == 1) {
+        for (ptrdiff_t c = c0; c < c1; c++) {
+            const FSM_K(fsm_bn_factors) f = FSM_K(fsm_bn_feature_factors)(job, c, with_x, with_g,
+                                                                           with_t);
+            pa[c] = f.a;
+            ps[c] = f.s;
+            pm[c] = f.m;
+            pt[c] = f.t;
+        }
+        return;
+    }
     for (ptrdiff_t c = c0; c < c1; c++) {
-        const double mc = job->x ? job->mean[c] : 0, sc = job->x ? job->s[c] : 0;
-        const REAL m = (REAL)mc, a = job->g ? (REAL)job->a[c] : 0;
-        const double t = job->t ? job->t[c] : 0;
-        /* without the split where it would make inf - inf or inf * 0 */
-        const REAL shift = (REAL)(isfinite(m) && isfinite(sc) ? t - sc * (mc - (double)m) : t);
+        const FSM_K(fsm_bn_factors) f = FSM_K(fsm_bn_feature_factors)(job, c, with_x, with_g,
+                                                                       with_t);
         for (ptrdiff_t k = c * per; k < (c + 1) * per; k++) {
-            job->pa[k] = a;
-            job->ps[k] = (REAL)sc;
-            job->pm[k] = m;
-            job->pt[k] = shift;
+            pa[k] = f.a;
+            ps[k] = f.s;
+            pm[k] = f.m;
+            pt[k] = f.t;
         }
     }
+}
+
+/* fsm_bn_fill_range with the given inputs as constants. */
+FSM_HOT static void FSM_K(fsm_bn_fill_params)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0,
+                                              ptrdiff_t c1)
+{
+#define FSM_BN_FILL(X, G, T) FSM_K(fsm_bn_fill_range)(job, c0, c1, X, G, T)
+    const int t = job->t != NULL;
+    if (job->x && job->g)
+        t ? FSM_BN_FILL(1, 1, 1) : FSM_BN_FILL(1, 1, 0);
+    else if (job->x)
+        t ? FSM_BN_FILL(1, 0, 1) : FSM_BN_FILL(1, 0, 0);
+    else
+        t ? FSM_BN_FILL(0, 1, 1) : FSM_BN_FILL(0, 1, 0);
+#undef FSM_BN_FILL
 }
 
 /* Points pa, ps, pm, pt into `params` (4 * width values). */

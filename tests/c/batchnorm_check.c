@@ -211,6 +211,35 @@ static void grad_overflow(ptrdiff_t inner)
     free(x);
 }
 
+/* The backward factors against their defining expressions (bit for bit),
+ * and the float32 conversions of per-feature arrays. */
+static void factors(ptrdiff_t C)
+{
+    double *inv = malloc(C * 8), *w = malloc(C * 8), *sg = malloc(C * 8), *sgx = malloc(C * 8);
+    double *k = malloc(C * 8), *s = malloc(C * 8), *t = malloc(C * 8), *back = malloc(C * 8);
+    float *f = malloc(C * sizeof *f);
+    const double count = 7;
+    for (ptrdiff_t c = 0; c < C; c++) {
+        inv[c] = 0.5 + 0.01 * (double)c;
+        w[c] = 1.0 - 0.3 * (double)c;
+        sg[c] = sin((double)c);
+        sgx[c] = cos((double)c) * 1e3;
+    }
+    for (int weighted = 0; weighted < 2; weighted++) {
+        fsm_bn_backward_factors(inv, weighted ? w : NULL, sg, sgx, C, count, k, s, t);
+        for (ptrdiff_t c = 0; c < C; c++) {
+            const double want_s = -inv[c] * inv[c] * sgx[c] / count, want_t = -sg[c] / count;
+            CHECK(k[c] == (weighted ? inv[c] * w[c] : inv[c]) && s[c] == want_s && t[c] == want_t,
+                  "backward factors c=%td weighted=%d", c, weighted);
+        }
+    }
+    fsm_bn_narrow_f32(sgx, C, f);
+    fsm_bn_widen_f32(f, C, back);
+    for (ptrdiff_t c = 0; c < C; c++)
+        CHECK(f[c] == (float)sgx[c] && back[c] == (double)f[c], "conversions c=%td", c);
+    free(inv); free(w); free(sg); free(sgx); free(k); free(s); free(t); free(back); free(f);
+}
+
 int main(void)
 {
     const ptrdiff_t outers[] = {1, 2, 3, 5, 63, 64, 65, 129, 700};
@@ -229,6 +258,8 @@ int main(void)
                 cases++;
             }
     specials();
+    factors(1);
+    factors(1027);
     grad_overflow(1);
     grad_overflow(300);
     printf("batchnorm_check: %d shapes, %d failures\n", cases, failures);
