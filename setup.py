@@ -31,7 +31,11 @@ else:
     # the compiler may if-convert the selects in the exp; contraction lets the
     # AVX2 and AVX-512 clones use FMA (ISO C mode would turn it off).
     KERNEL_FLAGS = ["-std=c99", "-O3", "-fno-math-errno", "-fno-trapping-math",
-                    "-ffp-contract=fast", "-Wall", "-Wextra"]
+                    "-ffp-contract=fast", "-Wall", "-Wextra",
+                    # Python's own flags add -fwrapv, which costs some loops a
+                    # tenth; the kernels never overflow a signed integer (UBSan
+                    # checks that in tests/c).
+                    "-fno-wrapv"]
     LINK_ARGS = ["-pthread"]
 
 # The C kernels build as one static library with their own strict flags; the
