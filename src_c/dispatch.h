@@ -26,18 +26,33 @@
 #define FSM_AVX512_BUILD 0
 #endif
 
-/* The features of x86-64-v4, each enabled by the CPU and the OS. */
+/* Whether the CPU and the OS enable every feature of x86-64-v4; asked once
+ * (per translation unit), the answer kept for the calls after. */
 static inline int fsm_avx512_usable(void)
 {
 #if FSM_AVX512_BUILD
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
-           && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
-           && __builtin_cpu_supports("avx512cd");
+    static int known = -1; /* written once with the same value by any thread */
+    int usable = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (usable < 0) {
+        __builtin_cpu_init();
+        usable = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+                 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+                 && __builtin_cpu_supports("avx512cd");
+        __atomic_store_n(&known, usable, __ATOMIC_RELAXED);
+    }
+    return usable;
 #else
     return 0;
 #endif
 }
+
+/* The build of public function `name` to call: name_avx512 where the CPU
+ * runs it, else name_base. */
+#if FSM_AVX512_BUILD
+#define FSM_PICK(name) (fsm_avx512_usable() ? name##_avx512 : name##_base)
+#else
+#define FSM_PICK(name) name##_base
+#endif
 
 #define FSM_CAT2(a, b) a##b
 #define FSM_CAT(a, b) FSM_CAT2(a, b)

@@ -15,9 +15,6 @@
 #if FSM_AVX512_BUILD
 FSM_DECLARE_SOFTMAX(float, f32_avx512)
 FSM_DECLARE_SOFTMAX(double, f64_avx512)
-#define FSM_PICK(name) (fsm_avx512_usable() ? name##_avx512 : name##_base)
-#else
-#define FSM_PICK(name) name##_base
 #endif
 
 #define FSM_DISPATCH(REAL, SUF)                                                               \

@@ -3,9 +3,9 @@
  * losses accumulate in double.  Every exp is of x - max <= 0, so the kernels
  * use vexp.h's exp for non-positive arguments (results below the smallest
  * normal number flushed to 0).
- * The public functions call the AVX-512 build (xent_avx512.c) where the CPU
+ * The public kernels call the AVX-512 build (xent_avx512.c) where the CPU
  * has it, else this file's, whose hot loops are cloned per ISA; both give
- * the same results. */
+ * the same results.  The target check, not a hot loop, is built here only. */
 #include "xent.h"
 #include "dispatch.h"
 #include "parallel.h"
@@ -17,9 +17,6 @@
 #if FSM_AVX512_BUILD
 FSM_DECLARE_XENT(float, f32_avx512)
 FSM_DECLARE_XENT(double, f64_avx512)
-#define FSM_PICK(name) (fsm_avx512_usable() ? name##_avx512 : name##_base)
-#else
-#define FSM_PICK(name) name##_base
 #endif
 
 #define FSM_DISPATCH(REAL, SUF)                                                               \
@@ -39,13 +36,6 @@ FSM_DECLARE_XENT(double, f64_avx512)
     {                                                                                         \
         return FSM_PICK(fsm_xent_prob_##SUF)(x, target, weight, label_smoothing, grad_scale,  \
                                              grad, loss, outer, n, inner, max_threads);       \
-    }                                                                                         \
-    ptrdiff_t fsm_xent_check_index_##SUF(const int64_t *target, ptrdiff_t count, ptrdiff_t n, \
-                                         int64_t ignore_index, const REAL *weight,            \
-                                         double *weight_sum)                                  \
-    {                                                                                         \
-        return fsm_xent_check_index_##SUF##_base(target, count, n, ignore_index, weight,      \
-                                                 weight_sum);                                 \
     }
 
 FSM_DISPATCH(float, f32)

@@ -28,16 +28,20 @@
     double fsm_xent_prob_##SUF(const REAL *x, const REAL *target, const REAL *weight,         \
                                double label_smoothing, double grad_scale, REAL *grad,         \
                                REAL *loss, ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,     \
-                               int max_threads);                                              \
-    ptrdiff_t fsm_xent_check_index_##SUF(const int64_t *target, ptrdiff_t count, ptrdiff_t n, \
-                                         int64_t ignore_index, const REAL *weight,            \
-                                         double *weight_sum);
+                               int max_threads);
 
-/* fsm_xent_check_index: the position of the first target outside [0, n) that
- * is not ignore_index, or -1 when all are valid; then *weight_sum is the sum
- * of w[y] over the targets not ignored (their count when weight is NULL),
- * added in order.  Reads `count` targets, writes only *weight_sum. */
 FSM_DECLARE_XENT(float, f32)
 FSM_DECLARE_XENT(double, f64)
+
+/* The position of the first target outside [0, n) that is not ignore_index,
+ * or -1 when all are valid; then *weight_sum is the sum of w[y] over the
+ * targets not ignored (their count when weight is NULL), added in order.
+ * Reads `count` targets, writes only *weight_sum. */
+ptrdiff_t fsm_xent_check_index_f32(const int64_t *target, ptrdiff_t count, ptrdiff_t n,
+                                   int64_t ignore_index, const float *weight,
+                                   double *weight_sum);
+ptrdiff_t fsm_xent_check_index_f64(const int64_t *target, ptrdiff_t count, ptrdiff_t n,
+                                   int64_t ignore_index, const double *weight,
+                                   double *weight_sum);
 
 #endif

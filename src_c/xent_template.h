@@ -493,9 +493,10 @@ double FSM_PUBLIC(fsm_xent_prob)(const REAL *x, const REAL *target, const REAL *
     return FSM_X(fsm_xent_run)(&c, FSM_X(fsm_xent_prob_blocks), max_threads);
 }
 
-ptrdiff_t FSM_PUBLIC(fsm_xent_check_index)(const int64_t *target, ptrdiff_t count, ptrdiff_t n,
-                                           int64_t ignore_index, const REAL *weight,
-                                           double *weight_sum)
+#if !FSM_WIDE_ROWS /* one build of the check: it runs once per call */
+ptrdiff_t FSM_X(fsm_xent_check_index)(const int64_t *target, ptrdiff_t count, ptrdiff_t n,
+                                      int64_t ignore_index, const REAL *weight,
+                                      double *weight_sum)
 {
     ACC total = 0;
     for (ptrdiff_t k = 0; k < count; k++) {
@@ -507,6 +508,7 @@ ptrdiff_t FSM_PUBLIC(fsm_xent_check_index)(const int64_t *target, ptrdiff_t coun
     *weight_sum = (double)total;
     return -1;
 }
+#endif
 
 #undef FSM_W
 #undef FSM_AT
