@@ -6,9 +6,15 @@
  *   EXP, EXP_NONPOS      vexp.h's scalar exps: any argument, x - max <= 0
  *   VREAL, VMASK         the 32-byte vector of REAL and of its comparisons
  *   VEXP_NONPOS          EXP_NONPOS on a VREAL
- *   RVREAL, RVEXP_NONPOS the vector of the row passes and its exp */
+ *   RVREAL, RVEXP_NONPOS the vector of the row passes and its exp
+ *   VLOAD_FIRST, VSTORE_FIRST, RLOAD_FIRST, RSTORE_FIRST
+ *                        the first w lanes of a VREAL, RVREAL from and to
+ *                        memory (vec.h, vec_masked.h) */
 #include "vec.h"
 #include "vexp.h"
+#if FSM_WIDE_ROWS
+#include "vec_masked.h"
+#endif
 
 #if FSM_DTYPE == 32
 #define REAL float
@@ -18,12 +24,18 @@
 #define VREAL fsm_v8f
 #define VMASK fsm_v8i
 #define VEXP_NONPOS fsm_vexpf_nonpos
+#define VLOAD_FIRST fsm_load_first_v8f
+#define VSTORE_FIRST fsm_store_first_v8f
 #if FSM_WIDE_ROWS
 #define RVREAL fsm_v16f
 #define RVEXP_NONPOS fsm_vexpf_nonpos_w
+#define RLOAD_FIRST fsm_load_first_v16f
+#define RSTORE_FIRST fsm_store_first_v16f
 #else
 #define RVREAL fsm_v8f
 #define RVEXP_NONPOS fsm_vexpf_nonpos
+#define RLOAD_FIRST fsm_load_first_v8f
+#define RSTORE_FIRST fsm_store_first_v8f
 #endif
 #else
 #define REAL double
@@ -33,12 +45,18 @@
 #define VREAL fsm_v4d
 #define VMASK fsm_v4i
 #define VEXP_NONPOS fsm_vexp_nonpos
+#define VLOAD_FIRST fsm_load_first_v4d
+#define VSTORE_FIRST fsm_store_first_v4d
 #if FSM_WIDE_ROWS
 #define RVREAL fsm_v8d
 #define RVEXP_NONPOS fsm_vexp_nonpos_w
+#define RLOAD_FIRST fsm_load_first_v8d
+#define RSTORE_FIRST fsm_store_first_v8d
 #else
 #define RVREAL fsm_v4d
 #define RVEXP_NONPOS fsm_vexp_nonpos
+#define RLOAD_FIRST fsm_load_first_v4d
+#define RSTORE_FIRST fsm_store_first_v4d
 #endif
 #endif
 #define ACC double

@@ -7,6 +7,10 @@
 #undef VREAL
 #undef VMASK
 #undef VEXP_NONPOS
+#undef VLOAD_FIRST
+#undef VSTORE_FIRST
 #undef RVREAL
 #undef RVEXP_NONPOS
+#undef RLOAD_FIRST
+#undef RSTORE_FIRST
 #undef FSM_DTYPE

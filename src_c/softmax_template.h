@@ -48,8 +48,9 @@ typedef struct {
  * load: the first w <= W elements at p, the other lanes set to fill; only
  * the w elements are read (w is a constant W in the hot loops).
  * store_at: writes the first w lanes of *v to p.
+ * (A partial vector goes through LOAD_FIRST and STORE_FIRST, dtype_params.h.)
  * flush: adds the lanes of *s to W ACC lanes. */
-#define FSM_DEFINE_VECTOR_OPS(V, W, pre)                                                  \
+#define FSM_DEFINE_VECTOR_OPS(V, W, pre, LOAD_FIRST, STORE_FIRST)                         \
     FSM_ALWAYS_INLINE V FSM_K(pre##splat)(REAL a)                                         \
     {                                                                                     \
         V v;                                                                              \
@@ -59,25 +60,26 @@ typedef struct {
     FSM_ALWAYS_INLINE V FSM_K(pre##load)(const REAL *p, ptrdiff_t w, REAL fill)           \
     {                                                                                     \
         V v;                                                                              \
-        if (w == W) {                                                                     \
+        if (w == W)                                                                       \
             memcpy(&v, p, sizeof v);                                                      \
-        } else {                                                                          \
-            v = FSM_K(pre##splat)(fill);                                                  \
-            for (ptrdiff_t k = 0; k < w; k++) v[k] = p[k];                                \
-        }                                                                                 \
+        else                                                                              \
+            v = LOAD_FIRST(p, w, fill);                                                   \
         return v;                                                                         \
     }                                                                                     \
     FSM_ALWAYS_INLINE void FSM_K(pre##store_at)(REAL *p, const V *v, ptrdiff_t w)         \
     {                                                                                     \
-        memcpy(p, v, (size_t)w * sizeof(REAL));                                           \
+        if (w == W)                                                                       \
+            memcpy(p, v, sizeof *v);                                                      \
+        else                                                                              \
+            STORE_FIRST(p, v, w);                                                         \
     }                                                                                     \
     FSM_ALWAYS_INLINE void FSM_K(pre##flush)(ACC *acc, const V *s)                        \
     {                                                                                     \
         for (int k = 0; k < W; k++) acc[k] += (ACC)(*s)[k];                               \
     }
 
-FSM_DEFINE_VECTOR_OPS(VREAL, VW, v)
-FSM_DEFINE_VECTOR_OPS(RVREAL, RVW, r)
+FSM_DEFINE_VECTOR_OPS(VREAL, VW, v, VLOAD_FIRST, VSTORE_FIRST)
+FSM_DEFINE_VECTOR_OPS(RVREAL, RVW, r, RLOAD_FIRST, RSTORE_FIRST)
 
 /* The same for the value of an expression. */
 #define FSM_VSTORE(p, value, w)                                                           \

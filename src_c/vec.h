@@ -4,6 +4,7 @@
 #ifndef FASTSM_VEC_H
 #define FASTSM_VEC_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -33,6 +34,25 @@ typedef uint32_t fsm_v16u __attribute__((vector_size(64)));
 typedef int32_t fsm_v16i __attribute__((vector_size(64)));
 typedef double fsm_v8d __attribute__((vector_size(64)));
 typedef uint64_t fsm_v8lu __attribute__((vector_size(64)));
+
+/* The first w lanes (w up to the width) of a 32-byte vector: loaded with the
+ * other lanes set to fill, and stored, lane by lane; nothing past the w
+ * elements is touched.  (vec_masked.h has the 64-byte ones.) */
+#define FSM_DEFINE_FIRST_LANES(V, T, name)                                              \
+    FSM_ALWAYS_INLINE V fsm_load_first_##name(const T *p, ptrdiff_t w, T fill)          \
+    {                                                                                   \
+        V v;                                                                            \
+        for (int k = 0; k < (int)(sizeof v / sizeof(T)); k++) v[k] = fill;             \
+        for (ptrdiff_t k = 0; k < w; k++) v[k] = p[k];                                  \
+        return v;                                                                       \
+    }                                                                                   \
+    FSM_ALWAYS_INLINE void fsm_store_first_##name(T *p, const V *v, ptrdiff_t w)        \
+    {                                                                                   \
+        memcpy(p, v, (size_t)w * sizeof(T));                                            \
+    }
+
+FSM_DEFINE_FIRST_LANES(fsm_v8f, float, v8f)
+FSM_DEFINE_FIRST_LANES(fsm_v4d, double, v4d)
 
 /* Lane by lane: a where mask (a vector comparison's result) is set, else b. */
 #define FSM_VSELECT(mask, a, b)                                                          \
