@@ -120,11 +120,13 @@ FSM_ALWAYS_INLINE double fsm_exp(double x)
  * where fsm_expf needs degree 6: three fewer multiply-adds, about a sixth
  * faster; within 1.06 ulp (1.27 without FMA), checked over every float. */
 
-/* 2^(j/16) rounded to float, j = 0..15. */
-static const float fsm_exp2_sixteenths[16] = {
-    1.0f,        1.04427373f, 1.09050775f, 1.13878858f, 1.18920708f, 1.24185777f,
-    1.29683959f, 1.35425556f, 1.41421354f, 1.47682619f, 1.54221082f, 1.61049032f,
-    1.68179286f, 1.75625217f, 1.8340081f,  1.91520655f};
+/* 2^(j/16) rounded to float, j = 0..15, as bits less j << 19: k = 16q + j
+ * shifted left by 19 puts q in the exponent field and j just below it,
+ * which the entry takes back out (see FSM_EXPF16_SCALE). */
+static const uint32_t fsm_exp2_sixteenths[16] = {
+    0x3f800000u, 0x3f7daac3u, 0x3f7b95c2u, 0x3f79c3d3u, 0x3f7837f0u, 0x3f76f532u,
+    0x3f75fed7u, 0x3f75583fu, 0x3f7504f3u, 0x3f7508a4u, 0x3f75672au, 0x3f76248cu,
+    0x3f7744fdu, 0x3f78ccdfu, 0x3f7ac0c7u, 0x3f7d257du};
 
 /* x = k*ln2/16 + r, |r| <= ln2/32 (ln2/16 in two parts, the first exact
  * times any k in range): t receives x*16/ln2 + the rounding constant, whose
@@ -138,19 +140,19 @@ static const float fsm_exp2_sixteenths[16] = {
         (p) = (p) * (r) + (r);                                                           \
     } while (0)
 
-/* The bits of 2^(k/16) from t's bits ti and the table entry's bits tj: k =
- * 16q + j puts q in the exponent field.  Unsigned arithmetic: for a NaN or
- * a flushed argument the bits are garbage, never undefined. */
-#define FSM_EXPF16_SCALE(ti, tj) \
-    ((tj) + ((ti) >> 4 << 23) - (fsm_bits_f32(FSM_ROUND_MAGIC_F32) >> 4 << 23))
+/* The bits of 2^(k/16) from t's bits ti and the table entry tj for j = k
+ * mod 16 (the rounding constant's bits vanish when shifted by 19).  Two
+ * vector operations where shifting q = k >> 4 into place took three.
+ * Unsigned arithmetic: for a NaN or a flushed argument the bits are
+ * garbage, never undefined. */
+#define FSM_EXPF16_SCALE(ti, tj) ((tj) + ((ti) << 19))
 
 FSM_ALWAYS_INLINE float fsm_expf_nonpos(float x)
 {
     float t, k, r, p;
     FSM_EXPF16_REDUCED(x, t, k, r, p);
     const uint32_t ti = fsm_bits_f32(t);
-    const float s = fsm_from_bits_f32(
-        FSM_EXPF16_SCALE(ti, fsm_bits_f32(fsm_exp2_sixteenths[ti & 15])));
+    const float s = fsm_from_bits_f32(FSM_EXPF16_SCALE(ti, fsm_exp2_sixteenths[ti & 15]));
     return x < -87.3365402f ? 0.0f : s * p + s; /* log(FLT_MIN) */
 }
 
@@ -165,21 +167,22 @@ FSM_ALWAYS_INLINE double fsm_exp_nonpos(double x)
     return x < lo ? 0.0 : result;
 }
 
-/* The table entries of the lanes' j (taken mod 16), from two vectors of 8 or
- * one of 16. */
-FSM_ALWAYS_INLINE fsm_v8f fsm_exp2_sixteenths_v8(const fsm_v8u *j)
+/* The table entries of the lanes' j, from two vectors of 8 or one of 16
+ * (a shuffle takes its indices modulo the entries, as the permute
+ * instructions do: j is the low four bits of ti). */
+FSM_ALWAYS_INLINE fsm_v8u fsm_exp2_sixteenths_v8(const fsm_v8u *ti)
 {
-    fsm_v8f lo, hi;
+    fsm_v8u lo, hi;
     memcpy(&lo, fsm_exp2_sixteenths, sizeof lo);
     memcpy(&hi, fsm_exp2_sixteenths + 8, sizeof hi);
-    return __builtin_shuffle(lo, hi, (fsm_v8i)(*j & 15));
+    return __builtin_shuffle(lo, hi, *ti);
 }
 
-FSM_ALWAYS_INLINE fsm_v16f fsm_exp2_sixteenths_v16(const fsm_v16u *j)
+FSM_ALWAYS_INLINE fsm_v16u fsm_exp2_sixteenths_v16(const fsm_v16u *ti)
 {
-    fsm_v16f all;
+    fsm_v16u all;
     memcpy(&all, fsm_exp2_sixteenths, sizeof all);
-    return __builtin_shuffle(all, (fsm_v16i)(*j & 15));
+    return __builtin_shuffle(all, *ti);
 }
 
 /* fsm_expf_nonpos and fsm_exp_nonpos on the vector *xp, bit for bit.  Lanes
@@ -193,7 +196,7 @@ FSM_ALWAYS_INLINE fsm_v16f fsm_exp2_sixteenths_v16(const fsm_v16u *j)
         VF t, k, r, p;                                                                   \
         FSM_EXPF16_REDUCED(x, t, k, r, p);                                               \
         const VU ti = (VU)t;                                                             \
-        const VF s = (VF)FSM_EXPF16_SCALE(ti, (VU)lookup(&ti));                          \
+        const VF s = (VF)FSM_EXPF16_SCALE(ti, lookup(&ti));                          \
         return FSM_VSELECT(x < -87.3365402f, (VF){0}, s * p + s);                        \
     }
 
