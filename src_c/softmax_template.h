@@ -120,6 +120,51 @@ FSM_DEFINE_VECTOR_OPS(RVREAL, RVW, r, RLOAD_FIRST, RSTORE_FIRST)
         }                                                                                 \
     } while (0)
 
+/* The max of a row, in RVW lanes (NaN ignored, as fsm_slice_max): lanes
+ * set to -inf, each row vector folded in, then their max.  The row passes
+ * that take the max of the next row alongside their own work do the same,
+ * so that a row's max is the same bits whichever way it was taken. */
+FSM_ALWAYS_INLINE void FSM_K(max_into_lanes)(REAL *lane, const RVREAL *v)
+{
+    FSM_LANE_LOOP for (int k = 0; k < RVW; k++) lane[k] = (*v)[k] > lane[k] ? (*v)[k] : lane[k];
+}
+
+FSM_ALWAYS_INLINE REAL FSM_K(max_of_lanes)(const REAL *lane)
+{
+    REAL m = (REAL)-INFINITY;
+    for (int k = 0; k < RVW; k++) m = lane[k] > m ? lane[k] : m;
+    return m;
+}
+
+/* FSM_FOR_VECTORS, and meanwhile result = the max of the n elements at
+ * next (unless next is NULL), fetched from memory. */
+#define FSM_FOR_VECTORS_TAKING_MAX(n, next, result, BODY)                                 \
+    do {                                                                                  \
+        REAL lane_[RVW];                                                                  \
+        for (int k = 0; k < RVW; k++) lane_[k] = (REAL)-INFINITY;                         \
+        if ((next) == NULL) {                                                             \
+            FSM_FOR_VECTORS(n, BODY);                                                     \
+        } else {                                                                          \
+            FSM_FOR_VECTORS(n, {                                                          \
+                BODY;                                                                     \
+                const RVREAL v_ = FSM_K(rload)((next) + i, w, (REAL)-INFINITY);           \
+                FSM_K(max_into_lanes)(lane_, &v_);                                        \
+            });                                                                           \
+        }                                                                                 \
+        (result) = FSM_K(max_of_lanes)(lane_);                                            \
+    } while (0)
+
+FSM_ALWAYS_INLINE REAL FSM_K(row_max)(const REAL *x, ptrdiff_t n)
+{
+    REAL lane[RVW];
+    for (int k = 0; k < RVW; k++) lane[k] = (REAL)-INFINITY;
+    FSM_FOR_VECTORS(n, {
+        const RVREAL v = FSM_K(rload)(x + i, w, (REAL)-INFINITY);
+        FSM_K(max_into_lanes)(lane, &v);
+    });
+    return FSM_K(max_of_lanes)(lane);
+}
+
 #define FSM_VMAX(a, b) FSM_VSELECT((b) > (a), b, a) /* NaN in b ignored */
 
 /* The sum of RVW ACC lanes, in a fixed tree. */
@@ -190,13 +235,12 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
 
 /* ---- drivers -------------------------------------------------------------- */
 
-/* Defines the range functions that the threads run for operation OP, from
- * OP_row(a, b, out, n, more) and OP_block(a, b, out, n, si, w),
- * and OP_run, which splits the work among threads.  more: another row of
- * the range follows, which OP_row may fetch during a pass that runs in cache
- * (the hardware prefetchers alone left the first pass of each row waiting on
- * memory: a quarter of the time at 4096 x 1000). */
-#define FSM_DEFINE_RUN(OP)                                                                        \
+/* The range function over rows for operation OP, from OP_row(a, b, out, n,
+ * more): more says that another row of the range follows, which OP_row may
+ * fetch during a pass that runs in cache (the hardware prefetchers alone
+ * left the first pass of each row waiting on memory: a quarter of the time
+ * at 4096 x 1000). */
+#define FSM_DEFINE_ROWS(OP)                                                                       \
     FSM_HOT static void FSM_K(OP##_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)                   \
     {                                                                                             \
         const FSM_K(fsm_slices) *c = ctx;                                                         \
@@ -204,7 +248,28 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
         const REAL *b = c->b;                                                                     \
         for (ptrdiff_t r = r0; r < r1; r++)                                                       \
             FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, c->out + r * n, n, r + 1 < r1);   \
-    }                                                                                             \
+    }
+
+/* The same for an operation that starts from the row's max, from
+ * OP_row(x, out, n, m, next): m is the max of x, and OP_row returns the max
+ * of the row at next (unless NULL), which it takes in its last pass and
+ * fetches meanwhile: that pass then has work while it waits for the sum of
+ * exps, and the next row is in cache for its own passes. */
+#define FSM_DEFINE_MAX_ROWS(OP)                                                                   \
+    FSM_HOT static void FSM_K(OP##_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)                   \
+    {                                                                                             \
+        const FSM_K(fsm_slices) *c = ctx;                                                         \
+        const ptrdiff_t n = c->n;                                                                 \
+        REAL m = FSM_K(row_max)(c->a + r0 * n, n);                                                \
+        for (ptrdiff_t r = r0; r < r1; r++)                                                       \
+            m = FSM_K(OP##_row)(c->a + r * n, c->out + r * n, n, m,                               \
+                                r + 1 < r1 ? c->a + (r + 1) * n : NULL);                          \
+    }
+
+/* Defines OP_short_rows and OP_columns, the range functions of the other
+ * shapes, from OP_block(a, b, out, n, si, w), and OP_run, which splits the
+ * work among threads (OP_rows for rows, defined before). */
+#define FSM_DEFINE_RUN(OP)                                                                        \
     FSM_HOT static void FSM_K(OP##_short_rows)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)             \
     {                                                                                             \
         const FSM_K(fsm_slices) *c = ctx;                                                         \
@@ -321,14 +386,14 @@ FSM_ALWAYS_INLINE void FSM_K(block_exp_sum)(const REAL *x, REAL *e, ptrdiff_t n,
 
 /* ---- softmax ---------------------------------------------------------- */
 
-FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_row)(const REAL *x, const REAL *unused, REAL *out,
-                                              ptrdiff_t n, int more)
+FSM_ALWAYS_INLINE REAL FSM_K(fsm_softmax_row)(const REAL *x, REAL *out, ptrdiff_t n, REAL m,
+                                              const REAL *next)
 {
-    (void)unused;
-    const REAL m = FSM_SLICE(fsm_slice_max)(x, n);
-    const REAL *ahead = more ? x + n : NULL;
-    const RVREAL f = FSM_K(rsplat)((REAL)(1 / FSM_K(row_exp_sum)(x, out, n, m, ahead)));
-    FSM_FOR_VECTORS(n, FSM_RSTORE(out + i, FSM_K(rload)(out + i, w, 0) * f, w));
+    const RVREAL f = FSM_K(rsplat)((REAL)(1 / FSM_K(row_exp_sum)(x, out, n, m, next)));
+    REAL next_max;
+    FSM_FOR_VECTORS_TAKING_MAX(n, next, next_max,
+                               FSM_RSTORE(out + i, FSM_K(rload)(out + i, w, 0) * f, w));
+    return next_max;
 }
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_block)(const REAL *x, const REAL *unused, REAL *out,
@@ -343,6 +408,7 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_block)(const REAL *x, const REAL *unuse
     for (ptrdiff_t i = 0; i < n; i++) FSM_STORE(out, i, FSM_LOAD(out, i) * f);
 }
 
+FSM_DEFINE_MAX_ROWS(fsm_softmax)
 FSM_DEFINE_RUN(fsm_softmax)
 
 void FSM_PUBLIC(fsm_softmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,
@@ -354,13 +420,14 @@ void FSM_PUBLIC(fsm_softmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_
 
 /* ---- log_softmax: (x - max) - log(sum(exp(x - max))) ------------------- */
 
-FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_row)(const REAL *x, const REAL *unused, REAL *out,
-                                                  ptrdiff_t n, int more)
+FSM_ALWAYS_INLINE REAL FSM_K(fsm_log_softmax_row)(const REAL *x, REAL *out, ptrdiff_t n, REAL m,
+                                                  const REAL *next)
 {
-    (void)unused;
-    const REAL m = FSM_SLICE(fsm_slice_max)(x, n);
-    const REAL log_sum = (REAL)log(FSM_K(row_exp_sum)(x, NULL, n, m, more ? x + n : NULL));
-    FSM_FOR_VECTORS(n, FSM_RSTORE(out + i, (FSM_K(rload)(x + i, w, 0) - m) - log_sum, w));
+    const REAL log_sum = (REAL)log(FSM_K(row_exp_sum)(x, NULL, n, m, next));
+    REAL next_max;
+    FSM_FOR_VECTORS_TAKING_MAX(n, next, next_max,
+                               FSM_RSTORE(out + i, (FSM_K(rload)(x + i, w, 0) - m) - log_sum, w));
+    return next_max;
 }
 
 FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_block)(const REAL *x, const REAL *unused, REAL *out,
@@ -375,6 +442,7 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_block)(const REAL *x, const REAL *u
     for (ptrdiff_t i = 0; i < n; i++) FSM_STORE(out, i, (FSM_LOAD(x, i) - m) - log_sum);
 }
 
+FSM_DEFINE_MAX_ROWS(fsm_log_softmax)
 FSM_DEFINE_RUN(fsm_log_softmax)
 
 void FSM_PUBLIC(fsm_log_softmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n,
@@ -414,6 +482,7 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_hardmax_block)(const REAL *x, const REAL *unuse
         FSM_STORE(out, i, FSM_VSELECT(at == (__typeof__(at[0]))i, one, zero));
 }
 
+FSM_DEFINE_ROWS(fsm_hardmax)
 FSM_DEFINE_RUN(fsm_hardmax)
 
 void FSM_PUBLIC(fsm_hardmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,
@@ -452,6 +521,7 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_backward_block)(const REAL *g, const RE
     for (ptrdiff_t i = 0; i < n; i++) FSM_STORE(out, i, FSM_LOAD(y, i) * (FSM_LOAD(g, i) - s));
 }
 
+FSM_DEFINE_ROWS(fsm_softmax_backward)
 FSM_DEFINE_RUN(fsm_softmax_backward)
 
 void FSM_PUBLIC(fsm_softmax_backward)(const REAL *grad, const REAL *y, REAL *out, ptrdiff_t outer,
@@ -504,6 +574,7 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_backward_block)(const REAL *g, cons
     }
 }
 
+FSM_DEFINE_ROWS(fsm_log_softmax_backward)
 FSM_DEFINE_RUN(fsm_log_softmax_backward)
 
 void FSM_PUBLIC(fsm_log_softmax_backward)(const REAL *grad, const REAL *logp, REAL *out,
@@ -525,7 +596,10 @@ void FSM_PUBLIC(fsm_log_softmax_backward)(const REAL *grad, const REAL *logp, RE
 #undef FSM_DEFINE_VECTOR_OPS
 #undef FSM_SUM_DOWN
 #undef FSM_SUM_UP
+#undef FSM_DEFINE_ROWS
+#undef FSM_DEFINE_MAX_ROWS
 #undef FSM_DEFINE_RUN
+#undef FSM_FOR_VECTORS_TAKING_MAX
 #undef VW
 #undef RVW
 #undef FSM_PUBLIC
