@@ -9,6 +9,7 @@
  * the result is the same on every ISA and every thread count. */
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "dispatch.h"
 #include "vexp.h"
@@ -25,19 +26,42 @@
 #define FSM_LANE_LOOP _Pragma("GCC unroll 1")
 #endif
 
-/* Largest entry, ignoring NaN (which the callers propagate through exp);
- * -inf for a slice of NaN and -inf only. */
+/* The lanes of the row vector RVREAL (dtype_params.h). */
+#define FSM_ROW_VW ((int)(sizeof(RVREAL) / sizeof(REAL)))
+
+/* The max of a row, ignoring NaN (which the callers propagate through exp;
+ * -inf for a row of NaN and -inf only), in FSM_ROW_VW lanes: lanes set to
+ * -inf, each row vector folded in, then their max.  Row passes that take
+ * the max of the next row alongside their own work do the same, so that a
+ * row's max is the same bits whichever way it was taken. */
+FSM_ALWAYS_INLINE void FSM_SLICE(fsm_max_into_lanes)(REAL *lane, const RVREAL *v)
+{
+    FSM_LANE_LOOP for (int k = 0; k < FSM_ROW_VW; k++)
+        lane[k] = (*v)[k] > lane[k] ? (*v)[k] : lane[k];
+}
+
+FSM_ALWAYS_INLINE REAL FSM_SLICE(fsm_max_of_lanes)(const REAL *lane)
+{
+    REAL m = (REAL)-INFINITY;
+    for (int k = 0; k < FSM_ROW_VW; k++) m = lane[k] > m ? lane[k] : m;
+    return m;
+}
+
 FSM_ALWAYS_INLINE REAL FSM_SLICE(fsm_slice_max)(const REAL *x, ptrdiff_t n)
 {
-    REAL lane[FSM_LANES];
-    for (int k = 0; k < FSM_LANES; k++) lane[k] = (REAL)-INFINITY;
+    REAL lane[FSM_ROW_VW];
+    for (int k = 0; k < FSM_ROW_VW; k++) lane[k] = (REAL)-INFINITY;
     ptrdiff_t i = 0;
-    for (; i + FSM_LANES <= n; i += FSM_LANES)
-        FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] = x[i + k] > lane[k] ? x[i + k] : lane[k];
-    REAL m = (REAL)-INFINITY;
-    for (; i < n; i++) m = x[i] > m ? x[i] : m;
-    for (int k = 0; k < FSM_LANES; k++) m = lane[k] > m ? lane[k] : m;
-    return m;
+    for (; i + FSM_ROW_VW <= n; i += FSM_ROW_VW) {
+        RVREAL v;
+        memcpy(&v, x + i, sizeof v);
+        FSM_SLICE(fsm_max_into_lanes)(lane, &v);
+    }
+    if (i < n) {
+        const RVREAL v = RLOAD_FIRST(x + i, n - i, (REAL)-INFINITY);
+        FSM_SLICE(fsm_max_into_lanes)(lane, &v);
+    }
+    return FSM_SLICE(fsm_max_of_lanes)(lane);
 }
 
 FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_combine_lanes)(ACC *lane)

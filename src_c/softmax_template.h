@@ -120,24 +120,8 @@ FSM_DEFINE_VECTOR_OPS(RVREAL, RVW, r, RLOAD_FIRST, RSTORE_FIRST)
         }                                                                                 \
     } while (0)
 
-/* The max of a row, in RVW lanes (NaN ignored, as fsm_slice_max): lanes
- * set to -inf, each row vector folded in, then their max.  The row passes
- * that take the max of the next row alongside their own work do the same,
- * so that a row's max is the same bits whichever way it was taken. */
-FSM_ALWAYS_INLINE void FSM_K(max_into_lanes)(REAL *lane, const RVREAL *v)
-{
-    FSM_LANE_LOOP for (int k = 0; k < RVW; k++) lane[k] = (*v)[k] > lane[k] ? (*v)[k] : lane[k];
-}
-
-FSM_ALWAYS_INLINE REAL FSM_K(max_of_lanes)(const REAL *lane)
-{
-    REAL m = (REAL)-INFINITY;
-    for (int k = 0; k < RVW; k++) m = lane[k] > m ? lane[k] : m;
-    return m;
-}
-
 /* FSM_FOR_VECTORS, and meanwhile result = the max of the n elements at
- * next (unless next is NULL), fetched from memory. */
+ * next (unless next is NULL), fetched from memory, as fsm_slice_max. */
 #define FSM_FOR_VECTORS_TAKING_MAX(n, next, result, BODY)                                 \
     do {                                                                                  \
         REAL lane_[RVW];                                                                  \
@@ -148,22 +132,11 @@ FSM_ALWAYS_INLINE REAL FSM_K(max_of_lanes)(const REAL *lane)
             FSM_FOR_VECTORS(n, {                                                          \
                 BODY;                                                                     \
                 const RVREAL v_ = FSM_K(rload)((next) + i, w, (REAL)-INFINITY);           \
-                FSM_K(max_into_lanes)(lane_, &v_);                                        \
+                FSM_SLICE(fsm_max_into_lanes)(lane_, &v_);                                        \
             });                                                                           \
         }                                                                                 \
-        (result) = FSM_K(max_of_lanes)(lane_);                                            \
+        (result) = FSM_SLICE(fsm_max_of_lanes)(lane_);                                            \
     } while (0)
-
-FSM_ALWAYS_INLINE REAL FSM_K(row_max)(const REAL *x, ptrdiff_t n)
-{
-    REAL lane[RVW];
-    for (int k = 0; k < RVW; k++) lane[k] = (REAL)-INFINITY;
-    FSM_FOR_VECTORS(n, {
-        const RVREAL v = FSM_K(rload)(x + i, w, (REAL)-INFINITY);
-        FSM_K(max_into_lanes)(lane, &v);
-    });
-    return FSM_K(max_of_lanes)(lane);
-}
 
 #define FSM_VMAX(a, b) FSM_VSELECT((b) > (a), b, a) /* NaN in b ignored */
 
@@ -260,7 +233,7 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
     {                                                                                             \
         const FSM_K(fsm_slices) *c = ctx;                                                         \
         const ptrdiff_t n = c->n;                                                                 \
-        REAL m = FSM_K(row_max)(c->a + r0 * n, n);                                                \
+        REAL m = FSM_SLICE(fsm_slice_max)(c->a + r0 * n, n);                                      \
         for (ptrdiff_t r = r0; r < r1; r++)                                                       \
             m = FSM_K(OP##_row)(c->a + r * n, c->out + r * n, n, m,                               \
                                 r + 1 < r1 ? c->a + (r + 1) * n : NULL);                          \
