@@ -7,7 +7,7 @@ single-machine fastsm (one process, two threads) on the same data:
 The data, float32 (rows, 16) logits (1.28 GB at the default size) and int64
 targets, is made on the workers with dask.array.random in chunks of 64 MB
 (one million rows), persisted and spread evenly over the workers before any
-timing.  Each contender runs
+timing, each block's targets beside it.  Each contender runs
 once per round, in turn, and the table gives median times.
 
 What is timed: computing the full result and keeping it in memory.  For the
@@ -69,13 +69,24 @@ def linear_single_machine(X, y, coef, intercept):
 
 
 def make_data(rows):
-    """Lazy (logits float32 (rows, 16), targets in [0, 16), codes in [0, 10))."""
-    rng = da.random.default_rng(SEED)
-    x = rng.standard_normal((rows, FEATURES), chunks=(CHUNK_ROWS, FEATURES),
-                            dtype=np.float32)
-    t = rng.integers(0, FEATURES, rows, chunks=CHUNK_ROWS)
-    y = rng.integers(0, LINEAR_CLASSES, rows, chunks=CHUNK_ROWS)
-    return x, t, y
+    """Lazy (logits float32 (rows, 16), targets in [0, 16), codes in [0, 10)).
+    The targets and codes of a block of rows are made from that block of
+    logits (from seeds of their own), so that on a cluster they are made and
+    kept where the block is, as data loaded together would be: a task of
+    cross_entropy_with_grad then finds all its inputs on its worker."""
+    x = da.random.default_rng(SEED).standard_normal((rows, FEATURES), chunks=(CHUNK_ROWS, FEATURES),
+                                                    dtype=np.float32)
+    return (x,) + labels_of(x)
+
+
+def labels_of(x):
+    """The targets and codes made from the blocks of x (see make_data)."""
+    def integers(block, high, stream, block_info=None):
+        index = block_info[0]["chunk-location"][0]
+        return np.random.default_rng([SEED, stream, index]).integers(0, high, len(block))
+
+    return tuple(x.map_blocks(integers, high, stream, drop_axis=1, dtype=np.int64)
+                 for stream, high in ((1, FEATURES), (2, LINEAR_CLASSES)))
 
 
 def start_cluster():
@@ -89,12 +100,16 @@ def start_cluster():
 
 
 def persisted(client, rows):
-    """The data, made on the workers and spread evenly over them (a worker
-    holding more chunks than the other would do more of every task)."""
-    x, t, y = client.persist(list(make_data(rows)))
+    """The data, made on the workers: the blocks of logits dealt to them in
+    turn (a worker holding more blocks than the other would do more of every
+    task), then the targets and codes beside each block."""
+    workers = sorted(client.scheduler_info()["workers"])
+    lazy = make_data(rows)[0]
+    blocks = [client.persist(lazy.blocks[i], workers=workers[i % len(workers)])
+              for i in range(lazy.numblocks[0])]
+    x = client.persist(da.concatenate(blocks))  # the same arrays, under new keys
+    t, y = client.persist(list(labels_of(x)))
     distributed.wait([x, t, y])
-    for a in (x, t, y):  # one array at a time: each array's chunks split evenly
-        client.rebalance(distributed.futures_of(a))
     return x, t, y
 
 
