@@ -132,10 +132,10 @@ FSM_DEFINE_VECTOR_OPS(RVREAL, RVW, r, RLOAD_FIRST, RSTORE_FIRST)
             FSM_FOR_VECTORS(n, {                                                          \
                 BODY;                                                                     \
                 const RVREAL v_ = FSM_K(rload)((next) + i, w, (REAL)-INFINITY);           \
-                FSM_SLICE(fsm_max_into_lanes)(lane_, &v_);                                        \
+                FSM_SLICE(fsm_max_into_lanes)(lane_, &v_);                                \
             });                                                                           \
         }                                                                                 \
-        (result) = FSM_SLICE(fsm_max_of_lanes)(lane_);                                            \
+        (result) = FSM_SLICE(fsm_max_of_lanes)(lane_);                                    \
     } while (0)
 
 #define FSM_VMAX(a, b) FSM_VSELECT((b) > (a), b, a) /* NaN in b ignored */
