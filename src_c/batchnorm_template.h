@@ -17,6 +17,7 @@ typedef struct {
     double *part_a, *part_b;   /* per-task partial results */
     const double *a, *s, *t;   /* apply: per-feature factors */
     REAL *pa, *ps, *pm, *pt;   /* apply: the factors per column (column layout) or feature */
+    int descending;            /* apply, column layout: columns from the last (fsm_bn_descending) */
     const double *weight;      /* train: weight (or NULL), eps; writes mean, m2, invstd and */
     double eps;                /* scale = invstd * weight, which is s */
     double *mean_out, *m2, *invstd, *scale;
@@ -418,11 +419,12 @@ FSM_BN_INLINE void FSM_K(fsm_bn_apply_span)(const FSM_K(fsm_bn_job) *job, ptrdif
     }
 }
 
-/* Column layout, rows r and r + 1: the same per-element arithmetic as
- * fsm_bn_apply_span, with each factor loaded once for both rows (the one-row
- * loop is bound by its loads, three or four factors per value), and every
- * load of an element ahead of its stores. */
-FSM_BN_INLINE void FSM_K(fsm_bn_apply_two_rows)(const FSM_K(fsm_bn_job) *job, ptrdiff_t r)
+/* Column layout, rows r and r + 1, columns [col0, col1): the same
+ * per-element arithmetic as fsm_bn_apply_span, with each factor loaded once
+ * for both rows (the one-row loop is bound by its loads, three or four
+ * factors per value), and every load of an element ahead of its stores. */
+FSM_BN_INLINE void FSM_K(fsm_bn_apply_two_rows)(const FSM_K(fsm_bn_job) *job, ptrdiff_t r,
+                                                ptrdiff_t col0, ptrdiff_t col1)
 {
     const ptrdiff_t width = job->p.width, offset = r * width;
     const REAL *g0 = job->g ? job->g + offset : NULL, *x0 = job->x ? job->x + offset : NULL;
@@ -430,19 +432,19 @@ FSM_BN_INLINE void FSM_K(fsm_bn_apply_two_rows)(const FSM_K(fsm_bn_job) *job, pt
     REAL *out0 = job->out + offset, *out1 = out0 + width;
     const REAL *pa = job->pa, *ps = job->ps, *pm = job->pm, *pt = job->pt;
     if (!g0) {
-        FSM_BN_PER_ELEMENT for (ptrdiff_t i = 0; i < width; i++) {
+        FSM_BN_PER_ELEMENT for (ptrdiff_t i = col0; i < col1; i++) {
             const REAL s = ps[i], m = pm[i], t = pt[i], v0 = x0[i], v1 = x1[i];
             out0[i] = s * (v0 - m) + t;
             out1[i] = s * (v1 - m) + t;
         }
     } else if (!x0) {
-        FSM_BN_PER_ELEMENT for (ptrdiff_t i = 0; i < width; i++) {
+        FSM_BN_PER_ELEMENT for (ptrdiff_t i = col0; i < col1; i++) {
             const REAL a = pa[i], t = pt[i], u0 = g0[i], u1 = g1[i];
             out0[i] = a * (u0 + t);
             out1[i] = a * (u1 + t);
         }
     } else {
-        FSM_BN_PER_ELEMENT for (ptrdiff_t i = 0; i < width; i++) {
+        FSM_BN_PER_ELEMENT for (ptrdiff_t i = col0; i < col1; i++) {
             const REAL a = pa[i], s = ps[i], m = pm[i], t = pt[i];
             const REAL u0 = g0[i], u1 = g1[i], v0 = x0[i], v1 = x1[i];
             out0[i] = a * ((u0 + t) + s * (v0 - m));
@@ -456,7 +458,17 @@ FSM_HOT static void FSM_K(fsm_bn_apply_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t 
     const FSM_K(fsm_bn_job) *job = ctx;
     const ptrdiff_t width = job->p.width;
     ptrdiff_t r = r0;
-    for (; r + 2 <= r1; r += 2) FSM_K(fsm_bn_apply_two_rows)(job, r);
+    if (job->descending) {
+        /* a vector's worth of columns at a time, from the last */
+        enum { V = 64 / sizeof(REAL) };
+        for (; r + 2 <= r1; r += 2) {
+            ptrdiff_t i = width - V;
+            for (; i >= 0; i -= V) FSM_K(fsm_bn_apply_two_rows)(job, r, i, i + V);
+            FSM_K(fsm_bn_apply_two_rows)(job, r, 0, i + V);
+        }
+    } else {
+        for (; r + 2 <= r1; r += 2) FSM_K(fsm_bn_apply_two_rows)(job, r, 0, width);
+    }
     if (r < r1)
         FSM_K(fsm_bn_apply_span)(job, r * width, width, 0, 1);
 }
@@ -551,12 +563,17 @@ static void FSM_K(fsm_bn_run_apply)(FSM_K(fsm_bn_job) *job, int max_threads)
 {
     const fsm_bn_plan *p = &job->p;
     FSM_K(fsm_bn_fill_params)(job, 0, p->C);
-    if (p->columns)
+    if (p->columns) {
+        const void *const in[] = {job->g, job->x, job->g ? job->pa : NULL,
+                                  job->x ? job->ps : NULL, job->x ? job->pm : NULL, job->pt};
+        job->descending = fsm_bn_descending(job->out, in, 6,
+                                            p->width * (ptrdiff_t)sizeof(REAL));
         fsm_parallel_for(p->outer, FSM_BN_WORK(2 * p->width), max_threads,
                          FSM_K(fsm_bn_apply_rows), job);
-    else
+    } else {
         fsm_parallel_for(p->outer * p->C, FSM_BN_WORK(2 * p->inner), max_threads,
                          FSM_K(fsm_bn_apply_runs), job);
+    }
 }
 
 int FSM_K(fsm_bn_apply)(const REAL *g, const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C,

@@ -1,10 +1,13 @@
 /* fsm_parallel_for on a pool of worker threads that persist between calls.
  *
- * Worker k (k >= 1) runs range k of every call that has more than k ranges;
- * the calling thread runs range 0.  One call at a time owns the pool (a
- * mutex taken with trylock); a call that finds it busy starts threads of its
- * own for that call, as every call did before the pool, so concurrent
- * callers never wait for each other or share workers.
+ * The calling thread runs range 0 of every call; the others go to whichever
+ * thread claims them first, a worker or the caller once it is done with its
+ * own.  A worker that has not started by then (asleep, or sharing a CPU with
+ * the caller or another process) costs the call nothing but the wake-up:
+ * the caller does not wait for threads that are not running.  One call at a
+ * time owns the pool (a mutex taken with trylock); a call that finds it busy
+ * starts threads of its own for that call, as every call did before the
+ * pool, so concurrent callers never wait for each other or share workers.
  *
  * Waiting threads spin for some microseconds, then block on a condition
  * variable: back-to-back calls find their workers awake, and idle workers
@@ -76,31 +79,39 @@ static long long fsm_now_ns(void)
     return (long long)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* Whether *word reaches want within FSM_SPIN_NS of spinning. */
-static int fsm_spin_for(const unsigned *word, unsigned want)
+/* Whether (*word == value) == equal. */
+static int fsm_word_is(const unsigned *word, unsigned value, int equal)
 {
-    if (__atomic_load_n(word, __ATOMIC_ACQUIRE) == want)
+    return (__atomic_load_n(word, __ATOMIC_ACQUIRE) == value) == equal;
+}
+
+/* Whether fsm_word_is(word, value, equal) within FSM_SPIN_NS of spinning. */
+static int fsm_spin_until(const unsigned *word, unsigned value, int equal)
+{
+    if (fsm_word_is(word, value, equal))
         return 1;
     const long long start = fsm_now_ns();
     do {
         if (fsm_now_ns() - start > FSM_SPIN_NS)
             return 0;
         sched_yield();
-    } while (__atomic_load_n(word, __ATOMIC_ACQUIRE) != want);
+    } while (!fsm_word_is(word, value, equal));
     return 1;
 }
 
-/* Returns once *word == want: spins briefly, then sleeps on s. */
-static void fsm_wait_for(const unsigned *word, unsigned want, fsm_sleeper *s)
+/* Returns *word once fsm_word_is(word, value, equal): spins briefly, then
+ * sleeps on s. */
+static unsigned fsm_wait_until(const unsigned *word, unsigned value, int equal, fsm_sleeper *s)
 {
-    if (fsm_spin_for(word, want))
-        return;
-    pthread_mutex_lock(&s->mutex);
-    s->asleep = 1;
-    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) != want)
-        pthread_cond_wait(&s->cond, &s->mutex);
-    s->asleep = 0;
-    pthread_mutex_unlock(&s->mutex);
+    if (!fsm_spin_until(word, value, equal)) {
+        pthread_mutex_lock(&s->mutex);
+        s->asleep = 1;
+        while (!fsm_word_is(word, value, equal))
+            pthread_cond_wait(&s->cond, &s->mutex);
+        s->asleep = 0;
+        pthread_mutex_unlock(&s->mutex);
+    }
+    return __atomic_load_n(word, __ATOMIC_ACQUIRE);
 }
 
 /* Called after changing the word s's thread waits on.  The waiter re-checks
@@ -117,19 +128,48 @@ static void fsm_wake(fsm_sleeper *s)
 typedef struct {
     fsm_sleeper sleeper;
     unsigned posted; /* calls posted to this worker so far */
-    ptrdiff_t range; /* its range in each call: its index in the pool */
 } fsm_worker;
+
+/* The claim word: the call's number, its number of ranges and the next
+ * range not yet claimed, so that one compare-and-swap claims a range of
+ * the current call only. */
+#define FSM_CLAIM_BITS 12 /* ranges are at most FSM_MAX_THREADS < 1 << 12 */
+#define FSM_CLAIM_MASK ((1ull << FSM_CLAIM_BITS) - 1)
 
 static struct {
     pthread_mutex_t owner;  /* held by the call that uses the pool */
-    fsm_sleeper done;       /* the owner waits here for pending == 0 */
-    unsigned pending;       /* ranges of the call still running on workers */
-    fsm_job job;            /* the call, set before its ranges are posted */
+    fsm_sleeper done;       /* the owner waits here for unfinished == 0 */
+    unsigned unfinished;    /* ranges of the call not yet run to the end */
+    unsigned long long claim; /* call << 2*BITS | nranges << BITS | next range */
+    fsm_job job;            /* the call, set before its claim word */
     ptrdiff_t nworkers;     /* workers[1..nworkers] are running */
     int fork_handler;       /* 1 once the atfork handler is in, -1 if it failed */
     fsm_worker workers[FSM_MAX_THREADS]; /* [0] unused: range 0 is the caller's */
 } fsm_pool = {.owner = PTHREAD_MUTEX_INITIALIZER,
               .done = {.mutex = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER}};
+
+/* Claims a range of the current call, or returns -1 if none is left. */
+static ptrdiff_t fsm_claim(void)
+{
+    unsigned long long w = __atomic_load_n(&fsm_pool.claim, __ATOMIC_ACQUIRE);
+    while ((w & FSM_CLAIM_MASK) < ((w >> FSM_CLAIM_BITS) & FSM_CLAIM_MASK))
+        if (__atomic_compare_exchange_n(&fsm_pool.claim, &w, w + 1, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return (ptrdiff_t)(w & FSM_CLAIM_MASK);
+    return -1;
+}
+
+/* Runs ranges of the current call until none is left to claim.  The job
+ * is read only after a claim: the owner does not post another call before
+ * every claimed range is finished. */
+static void fsm_take_ranges(void)
+{
+    for (ptrdiff_t r; (r = fsm_claim()) >= 0;) {
+        fsm_run_range(&fsm_pool.job, r);
+        if (__atomic_sub_fetch(&fsm_pool.unfinished, 1, __ATOMIC_ACQ_REL) == 0)
+            fsm_wake(&fsm_pool.done);
+    }
+}
 
 /* In a forked child: the workers did not survive, and a lock may have been
  * copied held by a thread that no longer exists. */
@@ -165,11 +205,9 @@ static int fsm_start_thread(pthread_t *tid, int detached, void *(*body)(void *),
 static void *fsm_worker_main(void *arg)
 {
     fsm_worker *w = arg;
-    for (unsigned seen = 1;; seen++) {
-        fsm_wait_for(&w->posted, seen, &w->sleeper);
-        fsm_run_range(&fsm_pool.job, w->range);
-        if (__atomic_sub_fetch(&fsm_pool.pending, 1, __ATOMIC_ACQ_REL) == 0)
-            fsm_wake(&fsm_pool.done);
+    for (unsigned seen = 0;;) {
+        seen = fsm_wait_until(&w->posted, seen, 0, &w->sleeper);
+        fsm_take_ranges();
     }
     return NULL;
 }
@@ -183,7 +221,6 @@ static ptrdiff_t fsm_pool_grow(ptrdiff_t want)
         if (!fsm_sleeper_init(&w->sleeper))
             break;
         w->posted = 0;
-        w->range = fsm_pool.nworkers + 1;
         pthread_t tid;
         if (!fsm_start_thread(&tid, 1, fsm_worker_main, w)) {
             pthread_mutex_destroy(&w->sleeper.mutex);
@@ -209,16 +246,20 @@ static int fsm_pool_run(const fsm_job *job)
     }
     ptrdiff_t helpers = fsm_pool_grow(job->nthreads - 1);
     fsm_pool.job = *job;
-    __atomic_store_n(&fsm_pool.pending, (unsigned)helpers, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsm_pool.unfinished, (unsigned)job->nthreads, __ATOMIC_RELAXED);
+    const unsigned long long call =
+        (__atomic_load_n(&fsm_pool.claim, __ATOMIC_RELAXED) >> 2 * FSM_CLAIM_BITS) + 1;
+    __atomic_store_n(&fsm_pool.claim, call << 2 * FSM_CLAIM_BITS
+                     | (unsigned long long)job->nthreads << FSM_CLAIM_BITS | 1, __ATOMIC_RELEASE);
     for (ptrdiff_t k = 1; k <= helpers; k++) {
         fsm_worker *w = &fsm_pool.workers[k];
         __atomic_store_n(&w->posted, w->posted + 1, __ATOMIC_RELEASE);
         fsm_wake(&w->sleeper);
     }
     fsm_run_range(job, 0);
-    for (ptrdiff_t t = helpers + 1; t < job->nthreads; t++)
-        fsm_run_range(job, t); /* no worker could start for it */
-    fsm_wait_for(&fsm_pool.pending, 0, &fsm_pool.done);
+    __atomic_sub_fetch(&fsm_pool.unfinished, 1, __ATOMIC_ACQ_REL);
+    fsm_take_ranges(); /* those no worker has started, or could start for */
+    fsm_wait_until(&fsm_pool.unfinished, 0, 1, &fsm_pool.done);
     pthread_mutex_unlock(&fsm_pool.owner);
     return 1;
 }

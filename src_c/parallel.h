@@ -15,7 +15,9 @@ typedef void (*fsm_range_fn)(void *ctx, ptrdiff_t begin, ptrdiff_t end);
  * per thread, on at most max_threads threads (the caller's thread included).
  * work_per_task sizes the split: tiny calls stay on the calling thread.
  * With t threads, range i is [ntasks * i / t, ntasks * (i + 1) / t); the
- * caller runs range 0, and the call returns once every range is done. */
+ * caller runs range 0, then any range no other thread has claimed, and the
+ * call returns once every range is done.  fn must not depend on which thread
+ * runs a range. */
 void fsm_parallel_for(ptrdiff_t ntasks, ptrdiff_t work_per_task, int max_threads,
                       fsm_range_fn fn, void *ctx);
 

@@ -4,6 +4,7 @@
  * Makefile beside it. */
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,6 +241,37 @@ static void factors(ptrdiff_t C)
     free(inv); free(w); free(sg); free(sgx); free(k); free(s); free(t); free(back); free(f);
 }
 
+/* The column-layout pass runs up or down the addresses depending on where
+ * its output lies modulo 4096 relative to its inputs: every placement gives
+ * the same bits as an output well apart from them. */
+static void placements(ptrdiff_t outer, ptrdiff_t C)
+{
+    const ptrdiff_t n = outer * C;
+    float *x = malloc(n * sizeof *x), *g = malloc(n * sizeof *g), *want = malloc(n * sizeof *want);
+    char *buf = malloc(n * sizeof(float) + 8192);
+    double *a = malloc(C * 8), *s = malloc(C * 8), *mean = malloc(C * 8), *t = malloc(C * 8);
+    for (ptrdiff_t i = 0; i < n; i++) {
+        x[i] = (float)sin((double)i * 0.37);
+        g[i] = (float)cos((double)i * 0.11);
+    }
+    for (ptrdiff_t c = 0; c < C; c++) {
+        a[c] = 1.5; s[c] = 0.5 + c; mean[c] = 0.25; t[c] = -c;
+    }
+    static const ptrdiff_t offsets[] = {16, 64, 2048, 4032, 4080};
+    for (int with_g = 0; with_g < 2; with_g++) {
+        const float *gp = with_g ? g : NULL;
+        const double *ap = with_g ? a : NULL;
+        CHECK(fsm_bn_apply_f32(gp, x, want, outer, C, 1, ap, s, mean, t, 2) == 0, "a");
+        for (size_t k = 0; k < sizeof offsets / sizeof *offsets; k++) {
+            float *y = (float *)(buf + ((uintptr_t)x + offsets[k] - (uintptr_t)buf) % 4096);
+            CHECK(fsm_bn_apply_f32(gp, x, y, outer, C, 1, ap, s, mean, t, 2) == 0, "a");
+            CHECK(!memcmp(y, want, n * sizeof *y), "apply with out at x + %td (mod 4096), "
+                  "shape (%td, %td), g %d", offsets[k], outer, C, with_g);
+        }
+    }
+    free(x); free(g); free(want); free(buf); free(a); free(s); free(mean); free(t);
+}
+
 int main(void)
 {
     const ptrdiff_t outers[] = {1, 2, 3, 5, 63, 64, 65, 129, 700};
@@ -257,6 +289,8 @@ int main(void)
                 train_f64(o, C, in);
                 cases++;
             }
+    placements(5, 37);
+    placements(256, 1024);
     specials();
     factors(1);
     factors(1027);

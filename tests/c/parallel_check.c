@@ -1,6 +1,6 @@
 /* fsm_parallel_for's contract: [0, ntasks) split into the documented ranges,
- * range 0 on the calling thread and the others on other threads, every task
- * run once, whatever sequence of thread counts the pool has seen; calls from
+ * range 0 on the calling thread, the others on whichever thread claims them
+ * (workers do, while the caller is busy), every task run once, whatever sequence of thread counts the pool has seen; calls from
  * several threads at once and from inside a range; calls in a forked child,
  * also one forked while another thread is inside a call; idle workers that
  * use no CPU.  Built with AddressSanitizer and UndefinedBehaviorSanitizer by
@@ -80,7 +80,7 @@ static long check_call(ptrdiff_t ntasks, ptrdiff_t work, int max_threads, long d
         for (ptrdiff_t i = 0; i < t; i++)
             failures += r->ranges[i].begin != ntasks * i / t
                         || r->ranges[i].end != ntasks * (i + 1) / t
-                        || r->ranges[i].on_caller != (i == 0);
+                        || (i == 0 && !r->ranges[i].on_caller);
     }
     for (ptrdiff_t j = 0; j < ntasks; j++)
         failures += r->visits[j] != 1;
@@ -104,6 +104,20 @@ static long check_splits(void)
             for (size_t k = 0; k < sizeof works / sizeof *works; k++)
                 failures += check_call(tasks[j], works[k], threads[i], 0);
     return failures;
+}
+
+/* Ranges the caller is slow to reach run on workers: with each range taking
+ * 50 ms, a call of 4 ranges runs some of them off the calling thread. */
+static long check_workers_take_ranges(void)
+{
+    record *r = calloc(1, sizeof *r);
+    r->caller = pthread_self();
+    r->dwell_ns = 50000000;
+    fsm_parallel_for(4, FSM_PARALLEL_GRAIN, 4, record_range, r);
+    long off_caller = 0;
+    for (unsigned i = 0; i < r->nranges; i++) off_caller += !r->ranges[i].on_caller;
+    free(r);
+    return off_caller == 0;
 }
 
 /* Several threads calling at once: each call gets its own ranges, all of them. */
@@ -256,6 +270,7 @@ int main(void)
         long (*check)(void);
     } checks[] = {
         {"splits", check_splits}, /* first: the pool exists before the forks */
+        {"workers take ranges", check_workers_take_ranges},
         {"concurrent callers", check_concurrent_callers},
         {"nested calls", check_nested_calls},
         {"splits in a forked child and grandchild", check_forked_child},
