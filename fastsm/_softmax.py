@@ -1,8 +1,8 @@
 """The softmax family: softmax, log_softmax, hardmax and their backward passes.
 
 Each function first offers the call to the kernels' fast path (a contiguous
-float32 or float64 array along its last axis, no `out`), which declines
-anything else; the general path is fastsm/_layout.py's `run_slices`.
+float32 or float64 array along its last axis, and no `out` or one the
+kernel can write as it stands), which declines anything else; the general path is fastsm/_layout.py's `run_slices`.
 """
 from . import _softmax_kernels as _k
 from ._layout import run_slices

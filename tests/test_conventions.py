@@ -138,6 +138,20 @@ def test_out_overlapping_the_input_gives_the_right_answer():
     np.testing.assert_array_equal(out, want)
 
 
+@pytest.mark.parametrize("name", BINARY)
+@pytest.mark.parametrize("which", [0, 1])
+def test_backward_out_overlapping_an_input_gives_the_right_answer(name, which):
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal(101)
+    other = rng.standard_normal((10, 10))
+    shifted, out = a[1:].reshape(10, 10), a[:-1].reshape(10, 10)
+    args = [other, shifted] if which else [shifted, other]
+    backward = getattr(fastsm, name)
+    want = backward(*[arg.copy() for arg in args])
+    backward(*args, out=out)
+    np.testing.assert_array_equal(out, want)
+
+
 @pytest.mark.parametrize("name", UNARY + BINARY)
 @pytest.mark.parametrize("bad_out,error", [
     (np.zeros((4, 5)), "shape"),
