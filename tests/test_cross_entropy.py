@@ -296,6 +296,17 @@ def test_out_is_used_and_may_be_the_logits(rng, kind, shape, axis):
     np.testing.assert_array_equal(x, expected_grad)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_out_overlapping_the_logits_in_part_gets_the_right_gradient(rng, dtype):
+    a = rng.standard_normal(8 * 10 + 1).astype(dtype)
+    x, out = a[1:].reshape(8, 10), a[:-1].reshape(8, 10)
+    t = rng.integers(0, 10, 8)
+    expected_loss, expected_grad = fastsm.cross_entropy_with_grad(x.copy(), t)
+    loss, grad = fastsm.cross_entropy_with_grad(x, t, out=out)
+    assert grad is out and loss == expected_loss
+    np.testing.assert_array_equal(out, expected_grad)
+
+
 def test_out_of_another_layout_or_dtype_receives_the_gradient(rng):
     x, t = make_case(rng, (30, 6), -1, "index")
     expected = fastsm.cross_entropy_grad(x, t)
