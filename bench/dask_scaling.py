@@ -100,13 +100,16 @@ def start_cluster():
 
 
 def persisted(client, rows):
-    """The data, made on the workers: the blocks of logits dealt to them in
-    turn (a worker holding more blocks than the other would do more of every
-    task), then the targets and codes beside each block."""
+    """The data, made on the workers: the blocks of logits split evenly
+    among them, each worker a run of consecutive blocks (a worker holding
+    more blocks than the other would do more of every task; runs keep most
+    steps of a tree reduction on one worker), then the targets and codes
+    beside each block."""
     workers = sorted(client.scheduler_info()["workers"])
     lazy = make_data(rows)[0]
-    blocks = [client.persist(lazy.blocks[i], workers=workers[i % len(workers)])
-              for i in range(lazy.numblocks[0])]
+    count = lazy.numblocks[0]
+    blocks = [client.persist(lazy.blocks[i], workers=workers[i * len(workers) // count])
+              for i in range(count)]
     x = client.persist(da.concatenate(blocks))  # the same arrays, under new keys
     t, y = client.persist(list(labels_of(x)))
     distributed.wait([x, t, y])
