@@ -88,8 +88,12 @@ FSM_TILES(double, FSM_LANES_F64, tiles_f64, tile_f64)
 
 /* Tiles for the w < L columns left over at the end of short rows (w >= 1).
  * In: masked loads read those columns only, never past the rows' end.  Out:
- * each row is stored L wide, running L - w elements past its end. */
-#define FSM_TAILS(REAL, L, VEC, X, IOTA, SUF)                                                \
+ * each row is stored L wide, running L - w elements past its end.  The
+ * moves of whole blocks take w = n % L as a constant (CASES lists them),
+ * so that the compiler drops the shuffles of the columns not kept (in) and
+ * of the zero vectors (out): softmax of rows of 3 to 20 floats 4-17%
+ * faster. */
+#define FSM_TAILS(REAL, L, VEC, X, IOTA, SUF, CASES)                                         \
     __attribute__((target("avx"))) static inline void tail_in_##SUF(                         \
         const REAL *src, ptrdiff_t ss, REAL *dst, ptrdiff_t ds, ptrdiff_t w)                 \
     {                                                                                        \
@@ -109,29 +113,53 @@ FSM_TILES(double, FSM_LANES_F64, tiles_f64, tile_f64)
         transpose_##SUF(a);                                                                  \
         for (int k = 0; k < L; k++) _mm256_storeu_##X(dst + k * ds, a[k]);                  \
     }                                                                                        \
-    __attribute__((target("avx"))) static void tiled_in_##SUF(const REAL *rows, ptrdiff_t n, \
-                                                              ptrdiff_t blocks, REAL *lanes) \
+    __attribute__((target("avx"), always_inline)) static inline void tiled_in_w_##SUF(       \
+        const REAL *rows, ptrdiff_t n, ptrdiff_t blocks, REAL *lanes, ptrdiff_t w)           \
     {                                                                                        \
         for (ptrdiff_t b = 0; b < blocks; b++, rows += L * n, lanes += L * n) {              \
             const ptrdiff_t c = tiles_##SUF(rows, n, 1, lanes, L, L, n);                     \
-            if (c < n) tail_in_##SUF(rows + c, n, lanes + c * L, L, n - c);                  \
+            if (w) tail_in_##SUF(rows + c, n, lanes + c * L, L, w);                          \
         }                                                                                    \
     }                                                                                        \
     /* The tail first: the tiles after it, and the next block, overwrite what                \
      * it wrote past its rows. */                                                            \
+    __attribute__((target("avx"), always_inline)) static inline void tiled_out_w_##SUF(      \
+        const REAL *lanes, ptrdiff_t n, ptrdiff_t blocks, REAL *rows, ptrdiff_t w)           \
+    {                                                                                        \
+        const ptrdiff_t c = n - w;                                                           \
+        for (ptrdiff_t b = 0; b < blocks; b++, rows += L * n, lanes += L * n) {              \
+            if (w) tail_out_##SUF(lanes + c * L, L, rows + c, n, w);                         \
+            tiles_##SUF(lanes, L, L, rows, n, 1, n);                                         \
+        }                                                                                    \
+    }                                                                                        \
+    __attribute__((target("avx"))) static void tiled_in_##SUF(const REAL *rows, ptrdiff_t n, \
+                                                              ptrdiff_t blocks, REAL *lanes) \
+    {                                                                                        \
+        switch (n % L) { CASES(tiled_in_w_##SUF, rows, n, blocks, lanes) }                   \
+    }                                                                                        \
     __attribute__((target("avx"))) static void tiled_out_##SUF(const REAL *lanes,            \
                                                                ptrdiff_t n, ptrdiff_t blocks, \
                                                                REAL *rows)                   \
     {                                                                                        \
-        const ptrdiff_t c = n / L * L;                                                       \
-        for (ptrdiff_t b = 0; b < blocks; b++, rows += L * n, lanes += L * n) {              \
-            if (c < n) tail_out_##SUF(lanes + c * L, L, rows + c, n, n - c);                 \
-            tiles_##SUF(lanes, L, L, rows, n, 1, n);                                         \
-        }                                                                                    \
+        switch (n % L) { CASES(tiled_out_w_##SUF, lanes, n, blocks, rows) }                  \
     }
 
-FSM_TAILS(float, FSM_LANES_F32, __m256, ps, _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), f32)
-FSM_TAILS(double, FSM_LANES_F64, __m256d, pd, _mm256_setr_pd(0, 1, 2, 3), f64)
+/* The cases w = 0 .. L - 1 of FSM_TAILS, each calling f(a, b, c, d, w). */
+#define FSM_TAIL_CASE(f, a, b, c, d, w) \
+    case w:                             \
+        f(a, b, c, d, w);               \
+        break;
+#define FSM_TAILS_OF_4(f, a, b, c, d)                                                       \
+    FSM_TAIL_CASE(f, a, b, c, d, 0) FSM_TAIL_CASE(f, a, b, c, d, 1)                         \
+    FSM_TAIL_CASE(f, a, b, c, d, 2) FSM_TAIL_CASE(f, a, b, c, d, 3)
+#define FSM_TAILS_OF_8(f, a, b, c, d)                                                       \
+    FSM_TAILS_OF_4(f, a, b, c, d) FSM_TAIL_CASE(f, a, b, c, d, 4)                           \
+    FSM_TAIL_CASE(f, a, b, c, d, 5) FSM_TAIL_CASE(f, a, b, c, d, 6)                         \
+    FSM_TAIL_CASE(f, a, b, c, d, 7)
+
+FSM_TAILS(float, FSM_LANES_F32, __m256, ps, _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), f32,
+          FSM_TAILS_OF_8)
+FSM_TAILS(double, FSM_LANES_F64, __m256d, pd, _mm256_setr_pd(0, 1, 2, 3), f64, FSM_TAILS_OF_4)
 
 static int fsm_has_avx(void)
 {
