@@ -2,13 +2,15 @@
 side by side with the same expressions written in plain dask.array and with
 single-machine fastsm (one process, two threads) on the same data:
 
-    python bench/dask_scaling.py [--rows 20000000] [--repeats 5]
+    python bench/dask_scaling.py [--rows 20000000] [--repeats 5] [--back-to-back]
 
 The data, float32 (rows, 16) logits (1.28 GB at the default size) and int64
 targets, is made on the workers with dask.array.random in chunks of 64 MB
 (one million rows), persisted and spread evenly over the workers before any
-timing, each block's targets beside it.  Each contender runs
-once per round, in turn, and the table gives median times.
+timing, each block's targets beside it.  Each contender runs once per
+round, in turn, and the table gives median times; with --back-to-back each
+contender's runs come in a row instead, so that each meets memory as it
+left it (in turn, each finds what the others freed: new pages to fault in).
 
 What is timed: computing the full result and keeping it in memory.  For the
 dask contenders that is ``client.persist`` of the result arrays (the
@@ -147,18 +149,29 @@ def contenders(client, x, t, y, local):
     }
 
 
-def measure(runs, repeats):
-    """{key: median seconds}, every contender once per round, in turn."""
+def measure(runs, repeats, back_to_back=False):
+    """{key: median seconds}: every contender once per round, in turn; or,
+    back to back, each contender's runs in a row (after a pause that lets
+    the scheduler forget the previous result, which a persist of the same
+    graph would otherwise find still held)."""
     times = {key: [] for key in runs}
-    for key, run in runs.items():  # warm-up: imports, first page faults
-        run()
-    for _ in range(repeats):
+    for key, run in runs.items():
+        run()  # warm-up: imports, first page faults
+        for _ in range(repeats if back_to_back else 0):
+            times[key].append(timed(run, pause=0.5))
+    for _ in range(0 if back_to_back else repeats):
         for key, run in runs.items():
-            gc.collect()
-            start = time.perf_counter()
-            run()
-            times[key].append(time.perf_counter() - start)
+            times[key].append(timed(run))
     return {key: float(np.median(ts)) for key, ts in times.items()}
+
+
+def timed(run, pause=0.0):
+    """Seconds that run() takes, after a pause and a garbage collection."""
+    time.sleep(pause)
+    gc.collect()
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 def table(medians, nbytes):
@@ -176,6 +189,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=20_000_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--back-to-back", action="store_true",
+                        help="run each contender's repeats in a row instead of in turn")
     args = parser.parse_args()
     fastsm.set_num_threads(2)
     cluster, client = start_cluster()
@@ -183,10 +198,10 @@ def main():
         x, t, y = persisted(client, args.rows)
         # The same numbers in this process, from the same generator.
         local = dict(zip("xty", dask.compute(*make_data(args.rows), scheduler="threads")))
-        medians = measure(contenders(client, x, t, y, local), args.repeats)
+        medians = measure(contenders(client, x, t, y, local), args.repeats, args.back_to_back)
     print(f"{args.rows} x {FEATURES} float32 ({x.nbytes / 1e9:.2f} GB) in chunks of "
           f"{CHUNK_ROWS * FEATURES * 4 / 2**20:.0f} MiB; two workers of one thread; "
-          f"medians of {args.repeats}")
+          f"medians of {args.repeats}, {'back to back' if args.back_to_back else 'in turn'}")
     print("\n".join(table(medians, x.nbytes)))
 
 
