@@ -578,3 +578,4 @@ void FSM_PUBLIC(fsm_log_softmax_backward)(const REAL *grad, const REAL *logp, RE
 #undef FSM_PUBLIC
 #undef FSM_K
 #undef FSM_SLICE
+#undef FSM_ROW_VW

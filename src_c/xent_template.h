@@ -517,3 +517,4 @@ ptrdiff_t FSM_X(fsm_xent_check_index)(const int64_t *target, ptrdiff_t count, pt
 #undef FSM_X
 #undef FSM_XENT_VW
 #undef FSM_SLICE
+#undef FSM_ROW_VW
