@@ -14,6 +14,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stddef cimport ptrdiff_t
 from libc.string cimport memcpy
 
+from ._fast_path cimport plain_out, same_shape
 from ._result_cache cimport empty_like
 
 from ._threads import get_num_threads
@@ -174,16 +175,6 @@ cdef inline bint plain_data(object a):
             and cnp.PyArray_SIZE(arr) > 0)
 
 
-cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b):
-    cdef int nd = cnp.PyArray_NDIM(a), d
-    if cnp.PyArray_NDIM(b) != nd:
-        return False
-    for d in range(nd):
-        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
-            return False
-    return True
-
-
 cdef inline bint plain_param(object a, ptrdiff_t C):
     """A contiguous aligned float32/float64 ndarray of shape (C,)."""
     if type(a) is not cnp.ndarray:
@@ -198,30 +189,6 @@ cdef inline bint plain_param(object a, ptrdiff_t C):
 cdef inline bint plain_running(object r, ptrdiff_t C):
     """A running statistic the training call may update in place, or None."""
     return r is None or (plain_param(r, C) and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>r))
-
-
-cdef inline bint apart(cnp.ndarray a, cnp.ndarray b):
-    """Whether two contiguous arrays share no byte."""
-    cdef char *pa = <char *>cnp.PyArray_DATA(a)
-    cdef char *pb = <char *>cnp.PyArray_DATA(b)
-    return pa + cnp.PyArray_NBYTES(a) <= pb or pb + cnp.PyArray_NBYTES(b) <= pa
-
-
-cdef inline bint plain_out(object out, cnp.ndarray like, cnp.ndarray other):
-    """`out` writable, of `like`'s shape and dtype, contiguous, and exactly on
-    top of each of the inputs `like` and `other` or apart from it."""
-    if type(out) is not cnp.ndarray:
-        return False
-    cdef cnp.ndarray o = <cnp.ndarray>out
-    if (cnp.PyArray_TYPE(o) != cnp.PyArray_TYPE(like) or not same_shape(o, like)
-            or not cnp.PyArray_IS_C_CONTIGUOUS(o) or not cnp.PyArray_ISALIGNED(o)
-            or not cnp.PyArray_ISWRITEABLE(o)):
-        return False
-    for src in (like, other):
-        if (cnp.PyArray_DATA(o) != cnp.PyArray_DATA(<cnp.ndarray>src)
-                and not apart(o, <cnp.ndarray>src)):
-            return False
-    return True
 
 
 cdef inline int feature_axis(cnp.ndarray x, object axis):

@@ -13,6 +13,7 @@ return None for anything else, which fastsm/_layout.py handles.
 cimport numpy as cnp
 from libc.stddef cimport ptrdiff_t
 
+from ._fast_path cimport plain_out, same_shape
 from ._result_cache cimport empty_like
 
 from ._threads import get_num_threads
@@ -109,38 +110,13 @@ cdef inline int threads_for(cnp.ndarray x):
     return 1 if cnp.PyArray_SIZE(x) < FSM_PARALLEL_GRAIN else get_num_threads()
 
 
-cdef inline bint usable_out(cnp.ndarray a, object out):
-    """out is an ndarray the kernel can write a's result into as it stands:
-    a's shape and dtype, C-contiguous, writeable, and either a itself (in
-    place) or apart from it."""
-    if type(out) is not cnp.ndarray:
-        return False
-    cdef cnp.ndarray o = <cnp.ndarray>out
-    cdef int nd = cnp.PyArray_NDIM(a), d
-    if (cnp.PyArray_TYPE(o) != cnp.PyArray_TYPE(a) or cnp.PyArray_NDIM(o) != nd
-            or not cnp.PyArray_IS_C_CONTIGUOUS(o) or not cnp.PyArray_ISWRITEABLE(o)):
-        return False
-    for d in range(nd):
-        if cnp.PyArray_DIM(o, d) != cnp.PyArray_DIM(a, d):
-            return False
-    return apart_or_same(a, o)
-
-
-cdef inline bint apart_or_same(cnp.ndarray a, cnp.ndarray o):
-    """Two C-contiguous arrays of one size: the same memory, or none shared."""
-    cdef char *ap = <char *>cnp.PyArray_DATA(a)
-    cdef char *op = <char *>cnp.PyArray_DATA(o)
-    cdef Py_ssize_t nbytes = cnp.PyArray_NBYTES(a)
-    return ap == op or op + nbytes <= ap or ap + nbytes <= op
-
-
 cdef object fast_unary(unary_f32 f32, unary_f64 f64, x, axis, out):
     """The kernel's result on x along `axis` (into `out` when given), or None
     when the call is not the common one."""
     if not plain(x, axis):
         return None
     cdef cnp.ndarray a = <cnp.ndarray>x
-    if out is not None and not usable_out(a, out):
+    if out is not None and not plain_out(out, a, a):
         return None
     cdef cnp.ndarray result = empty_like(a) if out is None else <cnp.ndarray>out
     cdef ptrdiff_t n = cnp.PyArray_DIM(a, cnp.PyArray_NDIM(a) - 1)
@@ -153,16 +129,12 @@ cdef object fast_binary(binary_f32 f32, binary_f64 f64, x, y, axis, out):
     if not plain(x, axis) or not plain(y, axis):
         return None
     cdef cnp.ndarray a = <cnp.ndarray>x, b = <cnp.ndarray>y
-    cdef int nd = cnp.PyArray_NDIM(a), d
-    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(b) or cnp.PyArray_NDIM(b) != nd:
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(b) or not same_shape(a, b):
         return None
-    for d in range(nd):
-        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
-            return None
-    if out is not None and not (usable_out(a, out) and apart_or_same(b, <cnp.ndarray>out)):
+    if out is not None and not plain_out(out, a, b):
         return None
     cdef cnp.ndarray result = empty_like(a) if out is None else <cnp.ndarray>out
-    cdef ptrdiff_t n = cnp.PyArray_DIM(a, nd - 1)
+    cdef ptrdiff_t n = cnp.PyArray_DIM(a, cnp.PyArray_NDIM(a) - 1)
     run_binary(f32, f64, a, b, result, cnp.PyArray_SIZE(a) // n, n, 1, threads_for(a))
     return result
 

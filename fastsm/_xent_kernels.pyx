@@ -12,6 +12,7 @@ from libc.math cimport NAN
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport int64_t
 
+from ._fast_path cimport apart, plain_out
 from ._result_cache cimport empty_like
 
 import numpy as np
@@ -120,28 +121,6 @@ cdef inline bint _plain(cnp.ndarray a, int typenum):
             and cnp.PyArray_ISNOTSWAPPED(a))
 
 
-cdef inline bint _apart(cnp.ndarray a, cnp.ndarray b):
-    """No byte of a's data is one of b's (both contiguous)."""
-    cdef char *ap = <char *>cnp.PyArray_DATA(a)
-    cdef char *bp = <char *>cnp.PyArray_DATA(b)
-    return ap + cnp.PyArray_NBYTES(a) <= bp or bp + cnp.PyArray_NBYTES(b) <= ap
-
-
-cdef inline bint _gradient_fits(cnp.ndarray x, cnp.ndarray t, object out):
-    """out can take the gradient of x as it stands: x itself, writeable; or
-    an array of x's shape and dtype, C-contiguous, writeable, apart from x
-    and t."""
-    if out is x:
-        return cnp.PyArray_ISWRITEABLE(x)
-    if type(out) is not cnp.ndarray:
-        return False
-    cdef cnp.ndarray o = <cnp.ndarray>out
-    return (_plain(o, cnp.PyArray_TYPE(x)) and cnp.PyArray_ISWRITEABLE(o)
-            and cnp.PyArray_NDIM(o) == 2 and cnp.PyArray_DIM(o, 0) == cnp.PyArray_DIM(x, 0)
-            and cnp.PyArray_DIM(o, 1) == cnp.PyArray_DIM(x, 1)
-            and _apart(o, x) and _apart(o, t))
-
-
 def index_fast(logits, target, axis, weight, ignore_index, reduction, label_smoothing, out,
                bint want_grad, int threads):
     """The common call in a few attribute tests: float32 or float64 (N, C)
@@ -167,7 +146,7 @@ def index_fast(logits, target, axis, weight, ignore_index, reduction, label_smoo
     if (not (mean or reduction == "sum") or not 0.0 <= label_smoothing <= 1.0
             or not -2**63 <= ignore_index < 2**63):
         return None
-    if out is not None and not _gradient_fits(x, t, out):
+    if out is not None and not (plain_out(out, x, x) and apart(<cnp.ndarray>out, t)):
         return None
     cdef const int64_t *tp = <const int64_t *>cnp.PyArray_DATA(t)
     cdef int64_t ignore = ignore_index

@@ -510,7 +510,7 @@ FSM_BN_INLINE void FSM_K(fsm_bn_fill_range)(const FSM_K(fsm_bn_job) *job, ptrdif
     const ptrdiff_t per = job->p.columns ? job->p.inner : 1;
     REAL *restrict pa = job->pa, *restrict ps = job->ps, *restrict pm = job->pm,
          *restrict pt = job->pt;
-    if (per == 1) {
+    if (per == 1) { /* apart: one store per factor, a loop the compiler vectorises */
         for (ptrdiff_t c = c0; c < c1; c++) {
             const FSM_K(fsm_bn_factors) f = FSM_K(fsm_bn_feature_factors)(job, c, with_x, with_g,
                                                                            with_t);

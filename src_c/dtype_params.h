@@ -7,6 +7,7 @@
  *   VREAL, VMASK         the 32-byte vector of REAL and of its comparisons
  *   VEXP_NONPOS          EXP_NONPOS on a VREAL
  *   RVREAL, RVEXP_NONPOS the vector of the row passes and its exp
+ *   RVW                  the lanes of an RVREAL
  *   VLOAD_FIRST, VSTORE_FIRST, RLOAD_FIRST, RSTORE_FIRST
  *                        the first w lanes of a VREAL, RVREAL from and to
  *                        memory (vec.h, vec_masked.h) */
@@ -60,3 +61,4 @@
 #endif
 #endif
 #define ACC double
+#define RVW ((int)(sizeof(RVREAL) / sizeof(REAL)))

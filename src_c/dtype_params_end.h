@@ -13,4 +13,5 @@
 #undef RVEXP_NONPOS
 #undef RLOAD_FIRST
 #undef RSTORE_FIRST
+#undef RVW
 #undef FSM_DTYPE

@@ -26,33 +26,30 @@
 #define FSM_LANE_LOOP _Pragma("GCC unroll 1")
 #endif
 
-/* The lanes of the row vector RVREAL (dtype_params.h). */
-#define FSM_ROW_VW ((int)(sizeof(RVREAL) / sizeof(REAL)))
-
 /* The max of a row, ignoring NaN (which the callers propagate through exp;
- * -inf for a row of NaN and -inf only), in FSM_ROW_VW lanes: lanes set to
+ * -inf for a row of NaN and -inf only), in RVW lanes: lanes set to
  * -inf, each row vector folded in, then their max.  Row passes that take
  * the max of the next row alongside their own work do the same, so that a
  * row's max is the same bits whichever way it was taken. */
 FSM_ALWAYS_INLINE void FSM_SLICE(fsm_max_into_lanes)(REAL *lane, const RVREAL *v)
 {
-    FSM_LANE_LOOP for (int k = 0; k < FSM_ROW_VW; k++)
+    FSM_LANE_LOOP for (int k = 0; k < RVW; k++)
         lane[k] = (*v)[k] > lane[k] ? (*v)[k] : lane[k];
 }
 
 FSM_ALWAYS_INLINE REAL FSM_SLICE(fsm_max_of_lanes)(const REAL *lane)
 {
     REAL m = (REAL)-INFINITY;
-    for (int k = 0; k < FSM_ROW_VW; k++) m = lane[k] > m ? lane[k] : m;
+    for (int k = 0; k < RVW; k++) m = lane[k] > m ? lane[k] : m;
     return m;
 }
 
 FSM_ALWAYS_INLINE REAL FSM_SLICE(fsm_slice_max)(const REAL *x, ptrdiff_t n)
 {
-    REAL lane[FSM_ROW_VW];
-    for (int k = 0; k < FSM_ROW_VW; k++) lane[k] = (REAL)-INFINITY;
+    REAL lane[RVW];
+    for (int k = 0; k < RVW; k++) lane[k] = (REAL)-INFINITY;
     ptrdiff_t i = 0;
-    for (; i + FSM_ROW_VW <= n; i += FSM_ROW_VW) {
+    for (; i + RVW <= n; i += RVW) {
         RVREAL v;
         memcpy(&v, x + i, sizeof v);
         FSM_SLICE(fsm_max_into_lanes)(lane, &v);

@@ -31,7 +31,6 @@
 #define FSM_K(name) FSM_CAT(name##_, SUF)
 #define FSM_PUBLIC(name) FSM_CAT(FSM_K(name), ISA)
 #define VW ((ptrdiff_t)(sizeof(VREAL) / sizeof(REAL)))
-#define RVW ((ptrdiff_t)(sizeof(RVREAL) / sizeof(REAL)))
 
 typedef struct {
     const REAL *a, *b; /* inputs: x, or (grad, y / logp) */
@@ -182,8 +181,7 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_exp_sum)(const REAL *x, REAL *e, ptrdiff_t n, RE
     return FSM_K(rhsum)(acc);
 }
 
-/* sum(x * f) in FSM_LANES double lanes (fsm_slice_sum's order, f = 1: the
- * same result). */
+/* sum(x * f) in FSM_LANES double lanes, in fsm_slice_dot's order. */
 FSM_ALWAYS_INLINE ACC FSM_K(row_sum_scaled)(const REAL *x, ptrdiff_t n, ACC f)
 {
     ACC lane[FSM_LANES] = {0};
@@ -574,8 +572,6 @@ void FSM_PUBLIC(fsm_log_softmax_backward)(const REAL *grad, const REAL *logp, RE
 #undef FSM_DEFINE_RUN
 #undef FSM_FOR_VECTORS_TAKING_MAX
 #undef VW
-#undef RVW
 #undef FSM_PUBLIC
 #undef FSM_K
 #undef FSM_SLICE
-#undef FSM_ROW_VW

@@ -196,7 +196,7 @@ FSM_ALWAYS_INLINE fsm_v16u fsm_exp2_sixteenths_v16(const fsm_v16u *ti)
         VF t, k, r, p;                                                                   \
         FSM_EXPF16_REDUCED(x, t, k, r, p);                                               \
         const VU ti = (VU)t;                                                             \
-        const VF s = (VF)FSM_EXPF16_SCALE(ti, lookup(&ti));                          \
+        const VF s = (VF)FSM_EXPF16_SCALE(ti, lookup(&ti));                              \
         return FSM_VSELECT(x < -87.3365402f, (VF){0}, s * p + s);                        \
     }
 

@@ -30,7 +30,6 @@
 
 #define FSM_X(name) FSM_CAT(name##_, SUF)
 #define FSM_PUBLIC(name) FSM_CAT(FSM_X(name), ISA)
-#define FSM_XENT_VW ((int)(sizeof(RVREAL) / sizeof(REAL)))
 
 typedef struct {
     const REAL *x;
@@ -50,7 +49,7 @@ typedef struct {
 /* ---- row helpers: one contiguous sample of n logits ------------------- */
 
 /* Sums of exps run in REAL lanes (FSM_LANES of them, held in vectors of
- * FSM_XENT_VW) over blocks of FSM_XENT_EXP_BLOCK elements, each block then
+ * RVW) over blocks of FSM_XENT_EXP_BLOCK elements, each block then
  * added into ACC lanes: float's rounding error stays that of
  * a short sum, and the loop converts to double once per block. */
 #define FSM_XENT_EXP_BLOCK (16 * FSM_LANES)
@@ -73,7 +72,7 @@ FSM_ALWAYS_INLINE void FSM_X(fsm_xent_exp_lanes)(const REAL *x, const REAL *m, R
                                                  ptrdiff_t w)
 {
     ptrdiff_t j = 0;
-    for (; j + FSM_XENT_VW <= w; j += FSM_XENT_VW) {
+    for (; j + RVW <= w; j += RVW) {
         RVREAL v, mv;
         memcpy(&v, x + j, sizeof v);
         memcpy(&mv, m + j, sizeof mv);
@@ -101,11 +100,11 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_sum_exp)(const REAL *x, ptrdiff_t n, REAL m
         REAL part[FSM_LANES] = {0};
         const ptrdiff_t end = n - i < FSM_XENT_EXP_BLOCK ? i + (n - i) / FSM_LANES * FSM_LANES
                                                         : i + FSM_XENT_EXP_BLOCK;
-        RVREAL p[FSM_LANES / FSM_XENT_VW] = {{0}};
+        RVREAL p[FSM_LANES / RVW] = {{0}};
         for (; i < end; i += FSM_LANES) {
             if (ahead) FSM_X(fsm_xent_prefetch_lanes)(ahead + i);
-            for (int k = 0; k < FSM_LANES / FSM_XENT_VW; k++)
-                p[k] += FSM_X(fsm_xent_vexp_at)(x + i + k * FSM_XENT_VW, m);
+            for (int k = 0; k < FSM_LANES / RVW; k++)
+                p[k] += FSM_X(fsm_xent_vexp_at)(x + i + k * RVW, m);
         }
         memcpy(part, p, sizeof part);
         FSM_LANE_LOOP for (int k = 0; k < FSM_LANES; k++) lane[k] += (ACC)part[k];
@@ -124,12 +123,12 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_store_exp)(const REAL *x, REAL *e, ptrdiff_
         REAL part[FSM_LANES] = {0};
         const ptrdiff_t end = n - i < FSM_XENT_EXP_BLOCK ? i + (n - i) / FSM_LANES * FSM_LANES
                                                         : i + FSM_XENT_EXP_BLOCK;
-        RVREAL p[FSM_LANES / FSM_XENT_VW] = {{0}};
+        RVREAL p[FSM_LANES / RVW] = {{0}};
         for (; i < end; i += FSM_LANES) {
             if (ahead) FSM_X(fsm_xent_prefetch_lanes)(ahead + i);
-            for (int k = 0; k < FSM_LANES / FSM_XENT_VW; k++) {
-                const RVREAL ev = FSM_X(fsm_xent_vexp_at)(x + i + k * FSM_XENT_VW, m);
-                memcpy(e + i + k * FSM_XENT_VW, &ev, sizeof ev);
+            for (int k = 0; k < FSM_LANES / RVW; k++) {
+                const RVREAL ev = FSM_X(fsm_xent_vexp_at)(x + i + k * RVW, m);
+                memcpy(e + i + k * RVW, &ev, sizeof ev);
                 p[k] += ev;
             }
         }
@@ -308,7 +307,7 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_row)(const FSM_X(fsm_xent_ctx) *c, ptr
     }
     for (; i + FSM_LANES <= n; i += FSM_LANES) {
         REAL e[FSM_LANES]; /* the exps in vectors, then the lane loop */
-        for (int k = 0; k < FSM_LANES; k += FSM_XENT_VW) {
+        for (int k = 0; k < FSM_LANES; k += RVW) {
             const RVREAL ev = FSM_X(fsm_xent_vexp_at)(x + i + k, m);
             memcpy(e + k, &ev, sizeof ev);
         }
@@ -515,6 +514,4 @@ ptrdiff_t FSM_X(fsm_xent_check_index)(const int64_t *target, ptrdiff_t count, pt
 #undef FSM_XENT_DEFINE_BLOCKS
 #undef FSM_PUBLIC
 #undef FSM_X
-#undef FSM_XENT_VW
 #undef FSM_SLICE
-#undef FSM_ROW_VW
