@@ -330,27 +330,55 @@ FSM_ALWAYS_INLINE void FSM_K(from_lanes)(const REAL *lanes, ptrdiff_t count, ptr
 
 FSM_ALWAYS_INLINE VREAL FSM_K(block_max)(const REAL *x, ptrdiff_t n, ptrdiff_t si, ptrdiff_t w)
 {
-    VREAL m = FSM_K(vsplat)((REAL)-INFINITY);
-    for (ptrdiff_t i = 0; i < n; i++) m = FSM_VMAX(m, FSM_LOAD(x, i));
-    return m;
+    VREAL m0 = FSM_K(vsplat)((REAL)-INFINITY), m1 = m0;
+    ptrdiff_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        m0 = FSM_VMAX(m0, FSM_LOAD(x, i));
+        m1 = FSM_VMAX(m1, FSM_LOAD(x, i + 1));
+    }
+    if (i < n) m0 = FSM_VMAX(m0, FSM_LOAD(x, i));
+    return FSM_VMAX(m0, m1);
 }
 
-/* Per lane: sum(exp(x - m)) with m the lane's max (also returned in *max),
- * and e = exp(x - m) unless e is NULL. */
-FSM_ALWAYS_INLINE void FSM_K(block_exp_sum)(const REAL *x, REAL *e, ptrdiff_t n, ptrdiff_t si,
-                                            ptrdiff_t w, VREAL *max, ACC *acc)
+/* Per lane: sum(exp(x[i] - m)) over i in [i0, i1), in REAL, and e = exp(x -
+ * m) there unless e is NULL; even and odd i in two sums, so that neither
+ * waits on a chain of i1 - i0 adds. */
+FSM_ALWAYS_INLINE VREAL FSM_K(block_exp_sum_part)(const REAL *x, REAL *e, ptrdiff_t i0,
+                                                  ptrdiff_t i1, ptrdiff_t si, ptrdiff_t w,
+                                                  VREAL m)
 {
-    const VREAL m = *max = FSM_K(block_max)(x, n, si, w);
+    VREAL s0 = {0}, s1 = {0};
+    ptrdiff_t i = i0;
+    for (; i + 2 <= i1; i += 2) {
+        VREAL e0, e1;
+        FSM_VEXP_NONPOS(FSM_LOAD(x, i) - m, e0);
+        FSM_VEXP_NONPOS(FSM_LOAD(x, i + 1) - m, e1);
+        if (e) {
+            FSM_STORE(e, i, e0);
+            FSM_STORE(e, i + 1, e1);
+        }
+        s0 += e0;
+        s1 += e1;
+    }
+    if (i < i1) {
+        VREAL ei;
+        FSM_VEXP_NONPOS(FSM_LOAD(x, i) - m, ei);
+        if (e) FSM_STORE(e, i, ei);
+        s0 += ei;
+    }
+    return s0 + s1;
+}
+
+/* Per lane: sum(exp(x - m)) into acc, in parts of FSM_FLUSH terms, and e =
+ * exp(x - m) unless e is NULL.  (With n <= FSM_FLUSH the sum is one part's,
+ * a REAL held exactly.) */
+FSM_ALWAYS_INLINE void FSM_K(block_exp_sum)(const REAL *x, REAL *e, ptrdiff_t n, ptrdiff_t si,
+                                            ptrdiff_t w, VREAL m, ACC *acc)
+{
     for (int k = 0; k < VW; k++) acc[k] = 0;
     for (ptrdiff_t i0 = 0; i0 < n; i0 += FSM_FLUSH) {
         const ptrdiff_t i1 = n - i0 < FSM_FLUSH ? n : i0 + FSM_FLUSH;
-        VREAL s = {0};
-        for (ptrdiff_t i = i0; i < i1; i++) {
-            VREAL ei;
-            FSM_VEXP_NONPOS(FSM_LOAD(x, i) - m, ei);
-            if (e) FSM_STORE(e, i, ei);
-            s += ei;
-        }
+        const VREAL s = FSM_K(block_exp_sum_part)(x, e, i0, i1, si, w, m);
         FSM_K(vflush)(acc, &s);
     }
 }
@@ -371,11 +399,18 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_block)(const REAL *x, const REAL *unuse
                                                 ptrdiff_t n, ptrdiff_t si, ptrdiff_t w)
 {
     (void)unused;
-    ACC acc[VW];
-    VREAL m;
-    FSM_K(block_exp_sum)(x, out, n, si, w, &m, acc);
+    const VREAL m = FSM_K(block_max)(x, n, si, w);
     VREAL f;
-    for (int k = 0; k < VW; k++) f[k] = (REAL)(1 / acc[k]);
+    if (n <= FSM_FLUSH) {
+        /* 1 / sum rounded to double and then to REAL is 1 / sum rounded to
+         * REAL (double has more than twice REAL's precision): the same bits
+         * as below, without the trip through double. */
+        f = 1 / FSM_K(block_exp_sum_part)(x, out, 0, n, si, w, m);
+    } else {
+        ACC acc[VW];
+        FSM_K(block_exp_sum)(x, out, n, si, w, m, acc);
+        for (int k = 0; k < VW; k++) f[k] = (REAL)(1 / acc[k]);
+    }
     for (ptrdiff_t i = 0; i < n; i++) FSM_STORE(out, i, FSM_LOAD(out, i) * f);
 }
 
@@ -406,8 +441,8 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_block)(const REAL *x, const REAL *u
 {
     (void)unused;
     ACC acc[VW];
-    VREAL m;
-    FSM_K(block_exp_sum)(x, NULL, n, si, w, &m, acc);
+    const VREAL m = FSM_K(block_max)(x, n, si, w);
+    FSM_K(block_exp_sum)(x, NULL, n, si, w, m, acc);
     VREAL log_sum;
     for (int k = 0; k < VW; k++) log_sum[k] = (REAL)log(acc[k]);
     for (ptrdiff_t i = 0; i < n; i++) FSM_STORE(out, i, (FSM_LOAD(x, i) - m) - log_sum);
