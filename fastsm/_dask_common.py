@@ -47,6 +47,14 @@ def whole(x, axes):
     return all(len(x.chunks[a]) == 1 for a in axes)
 
 
+def sum_of_parts(parts, dtype=None):
+    """The sum of an array of one value per block, up to 32 blocks at a
+    time along each axis.  (Dask's own tree splits 16 blocks per node among
+    the axes: 4 x 4 for a 2-d array, so a column of 20 parts would take 7
+    tasks, each a round trip through the scheduler, where one will do.)"""
+    return parts.sum(dtype=dtype, split_every=dict.fromkeys(range(parts.ndim), 32))
+
+
 def meta(ndim, dtype):
     return np.empty((0,) * ndim, dtype)
 

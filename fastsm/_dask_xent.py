@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 
 from . import _dask_blocks as _b
-from ._dask_common import as_dask, lse, meta, no_out, to_dask, whole
+from ._dask_common import as_dask, lse, meta, no_out, sum_of_parts, to_dask, whole
 from ._xent import _check_options, check_shapes, class_weight
 
 F64 = np.dtype(np.float64)
@@ -57,7 +57,7 @@ def _denominator(c):
     sums = c.t.map_blocks(_b.target_weight_sum, **_target_options(c),
                           chunks=tuple((1,) * len(b) for b in c.t.chunks), dtype=F64,
                           meta=meta(c.t.ndim, F64))
-    return sums.sum()
+    return sum_of_parts(sums)
 
 
 def _whole_classes(c, want_grad, denominator):
@@ -134,7 +134,7 @@ def _loss_and_grad(c, want_grad):
                                   meta=meta(grad.ndim, c.result)))
     if c.reduction == "none":
         return parts.astype(c.result), grad
-    total = parts.sum(dtype=F64)
+    total = sum_of_parts(parts, F64)
     loss = da.map_blocks(_b.finish_loss, total, denominator, c.result, dtype=c.result,
                          meta=meta(0, c.result))
     return loss, grad
