@@ -19,6 +19,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "log_ge1.h"
 #include "slice_template.h"
 #include "transpose.h"
 
@@ -444,7 +445,7 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_block)(const REAL *x, const REAL *u
     const VREAL m = FSM_K(block_max)(x, n, si, w);
     FSM_K(block_exp_sum)(x, NULL, n, si, w, m, acc);
     VREAL log_sum;
-    for (int k = 0; k < VW; k++) log_sum[k] = (REAL)log(acc[k]);
+    for (int k = 0; k < VW; k++) log_sum[k] = (REAL)fsm_log_ge1(acc[k]); /* vectorises */
     for (ptrdiff_t i = 0; i < n; i++) FSM_STORE(out, i, (FSM_LOAD(x, i) - m) - log_sum);
 }
 

@@ -19,7 +19,7 @@
  * depend on how the threads split the blocks. */
 #include "slice_template.h"
 #include "transpose.h"
-#include "xent_log.h"
+#include "log_ge1.h"
 
 #define FSM_XENT_SHORT_ROW 64
 #define FSM_XENT_SLAB 128
@@ -254,7 +254,7 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, c
     /* Per sample, without branches so that the loops vectorise; the losses
      * are then added in order. */
     ACC lse[FSM_XENT_SLAB], loss[FSM_XENT_SLAB];
-    for (ptrdiff_t j = 0; j < w; j++) lse[j] = fsm_xent_log_ge1(s[j]);
+    for (ptrdiff_t j = 0; j < w; j++) lse[j] = fsm_log_ge1(s[j]);
     for (ptrdiff_t j = 0; j < w; j++) {
         const ACC nll_weight = c->keep * w_y[j];
         const ACC a = nll_weight + c->smooth * c->weight_total;
@@ -354,7 +354,7 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_slab)(const FSM_X(fsm_xent_ctx) *c, co
         }
     }
     ACC lse[FSM_XENT_SLAB];
-    for (ptrdiff_t j = 0; j < w; j++) lse[j] = fsm_xent_log_ge1(s[j]);
+    for (ptrdiff_t j = 0; j < w; j++) lse[j] = fsm_log_ge1(s[j]);
     ACC total = 0;
     for (ptrdiff_t j = 0; j < w; j++) {
         const ACC loss = tw[j] * lse[j] - d[j];
