@@ -307,7 +307,7 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
 FSM_ALWAYS_INLINE void FSM_K(to_lanes)(const REAL *rows, ptrdiff_t count, ptrdiff_t n, REAL *lanes)
 {
     const ptrdiff_t full = count / VW * VW;
-    if (full) FSM_CAT(fsm_rows_to_lanes_tiled_, SUF)(rows, n, full / VW, lanes);
+    if (full) FSM_CAT(fsm_rows_to_lanes_tiled_, SUF)(rows, n, full, VW, lanes);
     if (full == count) return;
     rows += full * n;
     lanes += full * n;
@@ -318,7 +318,7 @@ FSM_ALWAYS_INLINE void FSM_K(to_lanes)(const REAL *rows, ptrdiff_t count, ptrdif
 FSM_ALWAYS_INLINE void FSM_K(from_lanes)(const REAL *lanes, ptrdiff_t count, ptrdiff_t n, REAL *rows)
 {
     const ptrdiff_t full = count / VW * VW;
-    if (full) FSM_CAT(fsm_lanes_to_rows_padded_, SUF)(lanes, n, full / VW, rows);
+    if (full) FSM_CAT(fsm_lanes_to_rows_padded_, SUF)(lanes, n, full, VW, rows);
     rows += full * n;
     lanes += full * n;
     for (ptrdiff_t k = 0; k < count - full; k++)

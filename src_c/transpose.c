@@ -1,5 +1,9 @@
 #include "transpose.h"
 
+/* Where row r (a multiple of the tile size) of a lane form `width` wide
+ * starts: in the group of `width` rows that holds it, at its lane. */
+#define FSM_LANES_OF(lanes, r, n, width) ((lanes) + (r) / (width) * (width) * (n) + (r) % (width))
+
 /* dst[k*dk + i*di] = src[k*sk + i*si] for rows k < L and elements i < n. */
 #define FSM_MOVE_SCALAR(REAL, L, name)                                                       \
     static void name(const REAL *src, ptrdiff_t sk, ptrdiff_t si, REAL *dst, ptrdiff_t dk,   \
@@ -114,48 +118,53 @@ FSM_TILES(double, FSM_LANES_F64, tiles_f64, tile_f64)
         for (int k = 0; k < L; k++) _mm256_storeu_##X(dst + k * ds, a[k]);                  \
     }                                                                                        \
     __attribute__((target("avx"), always_inline)) static inline void tiled_in_w_##SUF(       \
-        const REAL *rows, ptrdiff_t n, ptrdiff_t blocks, REAL *lanes, ptrdiff_t w)           \
+        const REAL *rows, ptrdiff_t n, ptrdiff_t count, ptrdiff_t width, REAL *lanes,        \
+        ptrdiff_t w)                                                                         \
     {                                                                                        \
-        for (ptrdiff_t b = 0; b < blocks; b++, rows += L * n, lanes += L * n) {              \
-            const ptrdiff_t c = tiles_##SUF(rows, n, 1, lanes, L, L, n);                     \
-            if (w) tail_in_##SUF(rows + c, n, lanes + c * L, L, w);                          \
+        for (ptrdiff_t r = 0; r < count; r += L) {                                           \
+            REAL *to = FSM_LANES_OF(lanes, r, n, width);                                     \
+            const ptrdiff_t c = tiles_##SUF(rows + r * n, n, 1, to, width, width, n);        \
+            if (w) tail_in_##SUF(rows + r * n + c, n, to + c * width, width, w);             \
         }                                                                                    \
     }                                                                                        \
     /* The tail first: the tiles after it, and the next block, overwrite what                \
      * it wrote past its rows. */                                                            \
     __attribute__((target("avx"), always_inline)) static inline void tiled_out_w_##SUF(      \
-        const REAL *lanes, ptrdiff_t n, ptrdiff_t blocks, REAL *rows, ptrdiff_t w)           \
+        const REAL *lanes, ptrdiff_t n, ptrdiff_t count, ptrdiff_t width, REAL *rows,        \
+        ptrdiff_t w)                                                                         \
     {                                                                                        \
         const ptrdiff_t c = n - w;                                                           \
-        for (ptrdiff_t b = 0; b < blocks; b++, rows += L * n, lanes += L * n) {              \
-            if (w) tail_out_##SUF(lanes + c * L, L, rows + c, n, w);                         \
-            tiles_##SUF(lanes, L, L, rows, n, 1, n);                                         \
+        for (ptrdiff_t r = 0; r < count; r += L) {                                           \
+            const REAL *from = FSM_LANES_OF(lanes, r, n, width);                             \
+            if (w) tail_out_##SUF(from + c * width, width, rows + r * n + c, n, w);          \
+            tiles_##SUF(from, width, width, rows + r * n, n, 1, n);                          \
         }                                                                                    \
     }                                                                                        \
     __attribute__((target("avx"))) static void tiled_in_##SUF(const REAL *rows, ptrdiff_t n, \
-                                                              ptrdiff_t blocks, REAL *lanes) \
+                                                              ptrdiff_t count,               \
+                                                              ptrdiff_t width, REAL *lanes)  \
     {                                                                                        \
-        switch (n % L) { CASES(tiled_in_w_##SUF, rows, n, blocks, lanes) }                   \
+        switch (n % L) { CASES(tiled_in_w_##SUF, rows, n, count, width, lanes) }             \
     }                                                                                        \
     __attribute__((target("avx"))) static void tiled_out_##SUF(const REAL *lanes,            \
-                                                               ptrdiff_t n, ptrdiff_t blocks, \
-                                                               REAL *rows)                   \
+                                                               ptrdiff_t n, ptrdiff_t count, \
+                                                               ptrdiff_t width, REAL *rows)  \
     {                                                                                        \
-        switch (n % L) { CASES(tiled_out_w_##SUF, lanes, n, blocks, rows) }                  \
+        switch (n % L) { CASES(tiled_out_w_##SUF, lanes, n, count, width, rows) }            \
     }
 
-/* The cases w = 0 .. L - 1 of FSM_TAILS, each calling f(a, b, c, d, w). */
-#define FSM_TAIL_CASE(f, a, b, c, d, w) \
-    case w:                             \
-        f(a, b, c, d, w);               \
+/* The cases w = 0 .. L - 1 of FSM_TAILS, each calling f(a, b, c, d, e, w). */
+#define FSM_TAIL_CASE(f, a, b, c, d, e, w) \
+    case w:                                \
+        f(a, b, c, d, e, w);               \
         break;
-#define FSM_TAILS_OF_4(f, a, b, c, d)                                                       \
-    FSM_TAIL_CASE(f, a, b, c, d, 0) FSM_TAIL_CASE(f, a, b, c, d, 1)                         \
-    FSM_TAIL_CASE(f, a, b, c, d, 2) FSM_TAIL_CASE(f, a, b, c, d, 3)
-#define FSM_TAILS_OF_8(f, a, b, c, d)                                                       \
-    FSM_TAILS_OF_4(f, a, b, c, d) FSM_TAIL_CASE(f, a, b, c, d, 4)                           \
-    FSM_TAIL_CASE(f, a, b, c, d, 5) FSM_TAIL_CASE(f, a, b, c, d, 6)                         \
-    FSM_TAIL_CASE(f, a, b, c, d, 7)
+#define FSM_TAILS_OF_4(f, a, b, c, d, e)                                                    \
+    FSM_TAIL_CASE(f, a, b, c, d, e, 0) FSM_TAIL_CASE(f, a, b, c, d, e, 1)                   \
+    FSM_TAIL_CASE(f, a, b, c, d, e, 2) FSM_TAIL_CASE(f, a, b, c, d, e, 3)
+#define FSM_TAILS_OF_8(f, a, b, c, d, e)                                                    \
+    FSM_TAILS_OF_4(f, a, b, c, d, e) FSM_TAIL_CASE(f, a, b, c, d, e, 4)                     \
+    FSM_TAIL_CASE(f, a, b, c, d, e, 5) FSM_TAIL_CASE(f, a, b, c, d, e, 6)                   \
+    FSM_TAIL_CASE(f, a, b, c, d, e, 7)
 
 FSM_TAILS(float, FSM_LANES_F32, __m256, ps, _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), f32,
           FSM_TAILS_OF_8)
@@ -178,10 +187,10 @@ static int fsm_has_avx(void)
 #define FSM_HAS_TILES() 0
 #define tiles_f32(src, ss, sc, dst, ds, dc, n) ((ptrdiff_t)0)
 #define tiles_f64(src, ss, sc, dst, ds, dc, n) ((ptrdiff_t)0)
-#define tiled_in_f32(rows, n, blocks, lanes) ((void)0)
-#define tiled_in_f64(rows, n, blocks, lanes) ((void)0)
-#define tiled_out_f32(lanes, n, blocks, rows) ((void)0)
-#define tiled_out_f64(lanes, n, blocks, rows) ((void)0)
+#define tiled_in_f32(rows, n, count, width, lanes) ((void)0)
+#define tiled_in_f64(rows, n, count, width, lanes) ((void)0)
+#define tiled_out_f32(lanes, n, count, width, rows) ((void)0)
+#define tiled_out_f64(lanes, n, count, width, rows) ((void)0)
 #define tail_in_f32(src, ss, dst, ds, w) ((void)0)
 #define tail_in_f64(src, ss, dst, ds, w) ((void)0)
 
@@ -189,22 +198,26 @@ static int fsm_has_avx(void)
 
 /* Whole tiles where the CPU has them, the columns left one element at a time. */
 #define FSM_BLOCK_MOVES(REAL, L, SUF)                                                       \
-    void fsm_rows_to_lanes_##SUF(const REAL *rows, ptrdiff_t n, ptrdiff_t blocks,           \
-                                 REAL *lanes)                                                \
+    void fsm_rows_to_lanes_##SUF(const REAL *rows, ptrdiff_t n, ptrdiff_t count,            \
+                                 ptrdiff_t width, REAL *lanes)                               \
     {                                                                                        \
         const int tiles = FSM_HAS_TILES();                                                   \
-        for (ptrdiff_t b = 0; b < blocks; b++, rows += L * n, lanes += L * n) {              \
-            const ptrdiff_t c = tiles ? tiles_##SUF(rows, n, 1, lanes, L, L, n) : 0;         \
-            move_scalar_##SUF(rows + c, n, 1, lanes + c * L, 1, L, n - c);                   \
+        for (ptrdiff_t r = 0; r < count; r += L) {                                           \
+            REAL *to = FSM_LANES_OF(lanes, r, n, width);                                     \
+            const ptrdiff_t c = tiles ? tiles_##SUF(rows + r * n, n, 1, to, width, width, n) \
+                                      : 0;                                                   \
+            move_scalar_##SUF(rows + r * n + c, n, 1, to + c * width, 1, width, n - c);      \
         }                                                                                    \
     }                                                                                        \
-    void fsm_lanes_to_rows_##SUF(const REAL *lanes, ptrdiff_t n, ptrdiff_t blocks,          \
-                                 REAL *rows)                                                 \
+    void fsm_lanes_to_rows_##SUF(const REAL *lanes, ptrdiff_t n, ptrdiff_t count,           \
+                                 ptrdiff_t width, REAL *rows)                                \
     {                                                                                        \
         const int tiles = FSM_HAS_TILES();                                                   \
-        for (ptrdiff_t b = 0; b < blocks; b++, rows += L * n, lanes += L * n) {              \
-            const ptrdiff_t c = tiles ? tiles_##SUF(lanes, L, L, rows, n, 1, n) : 0;         \
-            move_scalar_##SUF(lanes + c * L, 1, L, rows + c, n, 1, n - c);                   \
+        for (ptrdiff_t r = 0; r < count; r += L) {                                           \
+            const REAL *from = FSM_LANES_OF(lanes, r, n, width);                             \
+            const ptrdiff_t c =                                                              \
+                tiles ? tiles_##SUF(from, width, width, rows + r * n, n, 1, n) : 0;          \
+            move_scalar_##SUF(from + c * width, 1, width, rows + r * n + c, n, 1, n - c);    \
         }                                                                                    \
     }
 
@@ -213,21 +226,21 @@ FSM_BLOCK_MOVES(double, FSM_LANES_F64, f64)
 
 /* Every column in tiles where the CPU has them, else as above. */
 #define FSM_TILED_MOVES(REAL, SUF)                                                          \
-    void fsm_rows_to_lanes_tiled_##SUF(const REAL *rows, ptrdiff_t n, ptrdiff_t blocks,     \
-                                       REAL *lanes)                                          \
+    void fsm_rows_to_lanes_tiled_##SUF(const REAL *rows, ptrdiff_t n, ptrdiff_t count,      \
+                                       ptrdiff_t width, REAL *lanes)                         \
     {                                                                                        \
         if (FSM_HAS_TILES())                                                                 \
-            tiled_in_##SUF(rows, n, blocks, lanes);                                          \
+            tiled_in_##SUF(rows, n, count, width, lanes);                                    \
         else                                                                                 \
-            fsm_rows_to_lanes_##SUF(rows, n, blocks, lanes);                                 \
+            fsm_rows_to_lanes_##SUF(rows, n, count, width, lanes);                           \
     }                                                                                        \
-    void fsm_lanes_to_rows_padded_##SUF(const REAL *lanes, ptrdiff_t n, ptrdiff_t blocks,   \
-                                        REAL *rows)                                          \
+    void fsm_lanes_to_rows_padded_##SUF(const REAL *lanes, ptrdiff_t n, ptrdiff_t count,    \
+                                        ptrdiff_t width, REAL *rows)                         \
     {                                                                                        \
         if (FSM_HAS_TILES())                                                                 \
-            tiled_out_##SUF(lanes, n, blocks, rows);                                         \
+            tiled_out_##SUF(lanes, n, count, width, rows);                                   \
         else                                                                                 \
-            fsm_lanes_to_rows_##SUF(lanes, n, blocks, rows);                                 \
+            fsm_lanes_to_rows_##SUF(lanes, n, count, width, rows);                           \
     }
 
 FSM_TILED_MOVES(float, f32)

@@ -34,6 +34,7 @@ typedef uint32_t fsm_v16u __attribute__((vector_size(64)));
 typedef int32_t fsm_v16i __attribute__((vector_size(64)));
 typedef double fsm_v8d __attribute__((vector_size(64)));
 typedef uint64_t fsm_v8lu __attribute__((vector_size(64)));
+typedef int64_t fsm_v8li __attribute__((vector_size(64)));
 
 /* The first w lanes (w up to the width) of a 32-byte vector: loaded with the
  * other lanes set to fill, and stored, lane by lane; nothing past the w
