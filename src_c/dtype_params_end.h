@@ -8,6 +8,11 @@
 #undef VMASK
 #undef VEXP_NONPOS
 #undef VLOAD_FIRST
+#undef VREAL_HALF
+#undef VMASK_HALF
+#undef VEXP_NONPOS_HALF
+#undef VLOAD_FIRST_HALF
+#undef VSTORE_FIRST_HALF
 #undef VSTORE_FIRST
 #undef RVREAL
 #undef RVEXP_NONPOS

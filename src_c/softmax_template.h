@@ -8,10 +8,13 @@
  *    done in a few passes that keep the row in cache, the last one writing
  *    the result (through the cache: on this hardware streaming stores were
  *    slower for every shape measured, and much slower in place);
- *  - OP_block: VW slices side by side, one per vector lane, element i of
- *    slice k at i*si + k.  Columns (inner > 1) are blocks in place; short
- *    rows are moved VW at a time into the lanes of a small buffer, done there
- *    and moved back (transpose.h), so a row of 10 never runs a loop of 10.
+ *  - OP_block (softmax_blocks.h): VW slices side by side, one per vector
+ *    lane, element i of slice k at i*si + k.  Columns (inner > 1) are blocks
+ *    in place; short rows are moved VW at a time into the lanes of a small
+ *    buffer, done there and moved back (transpose.h), so a row of 10 never
+ *    runs a loop of 10.  In the AVX-512 build blocks are 64 bytes wide (16
+ *    floats: rows of 10 17% faster, columns 30% faster than 32-byte blocks),
+ *    with 32-byte ones for a last narrow part of a block of columns.
  * Sums of exps run in REAL lanes over FSM_FLUSH vectors (rows) or terms
  * (blocks) at a time, which then add into ACC (double) lanes; the other sums
  * run in ACC.  Every slice reduces in a fixed order, whatever the thread
@@ -28,6 +31,7 @@
 #define FSM_ROW_GROUP 256       /* short rows per task */
 #define FSM_LANE_BLOCKS 4       /* blocks of VW short rows moved into lanes at a time */
 #define FSM_FLUSH 16            /* vectors summed in REAL lanes before adding them to ACC lanes */
+#define FSM_PARTIAL_MAX 64      /* the longest slice of a partial block moved into lanes */
 
 #define FSM_K(name) FSM_CAT(name##_, SUF)
 #define FSM_PUBLIC(name) FSM_CAT(FSM_K(name), ISA)
@@ -43,21 +47,22 @@ typedef struct {
 
 /* ---- vector helpers ------------------------------------------------------ */
 
-/* For a vector type V of W lanes, as pre##splat, pre##load, pre##store_at
- * and pre##flush: v for VREAL (blocks), r for RVREAL (rows).
+/* For a vector type V of W lanes, as NAME(splat), NAME(load), NAME(store_at)
+ * and NAME(flush) (FSM_R: rload and so on for RVREAL, the rows' vector; the
+ * blocks' in softmax_blocks.h).
  * load: the first w <= W elements at p, the other lanes set to fill; only
  * the w elements are read (w is a constant W in the hot loops).
  * store_at: writes the first w lanes of *v to p.
  * (A partial vector goes through LOAD_FIRST and STORE_FIRST, dtype_params.h.)
  * flush: adds the lanes of *s to W ACC lanes. */
-#define FSM_DEFINE_VECTOR_OPS(V, W, pre, LOAD_FIRST, STORE_FIRST)                         \
-    FSM_ALWAYS_INLINE V FSM_K(pre##splat)(REAL a)                                         \
+#define FSM_DEFINE_VECTOR_OPS(V, W, NAME, LOAD_FIRST, STORE_FIRST)                        \
+    FSM_ALWAYS_INLINE V NAME(splat)(REAL a)                                               \
     {                                                                                     \
         V v;                                                                              \
         for (int k = 0; k < W; k++) v[k] = a;                                             \
         return v;                                                                         \
     }                                                                                     \
-    FSM_ALWAYS_INLINE V FSM_K(pre##load)(const REAL *p, ptrdiff_t w, REAL fill)           \
+    FSM_ALWAYS_INLINE V NAME(load)(const REAL *p, ptrdiff_t w, REAL fill)                 \
     {                                                                                     \
         V v;                                                                              \
         if (w == W)                                                                       \
@@ -66,39 +71,29 @@ typedef struct {
             v = LOAD_FIRST(p, w, fill);                                                   \
         return v;                                                                         \
     }                                                                                     \
-    FSM_ALWAYS_INLINE void FSM_K(pre##store_at)(REAL *p, const V *v, ptrdiff_t w)         \
+    FSM_ALWAYS_INLINE void NAME(store_at)(REAL *p, const V *v, ptrdiff_t w)               \
     {                                                                                     \
         if (w == W)                                                                       \
             memcpy(p, v, sizeof *v);                                                      \
         else                                                                              \
             STORE_FIRST(p, v, w);                                                         \
     }                                                                                     \
-    FSM_ALWAYS_INLINE void FSM_K(pre##flush)(ACC *acc, const V *s)                        \
+    FSM_ALWAYS_INLINE void NAME(flush)(ACC *acc, const V *s)                              \
     {                                                                                     \
         for (int k = 0; k < W; k++) acc[k] += (ACC)(*s)[k];                               \
     }
 
-FSM_DEFINE_VECTOR_OPS(VREAL, VW, v, VLOAD_FIRST, VSTORE_FIRST)
-FSM_DEFINE_VECTOR_OPS(RVREAL, RVW, r, RLOAD_FIRST, RSTORE_FIRST)
+#define FSM_R(name) FSM_K(r##name)
+FSM_DEFINE_VECTOR_OPS(RVREAL, RVW, FSM_R, RLOAD_FIRST, RSTORE_FIRST)
 
-/* The same for the value of an expression. */
-#define FSM_VSTORE(p, value, w)                                                           \
-    do {                                                                                  \
-        const VREAL v_ = (value);                                                         \
-        FSM_K(vstore_at)(p, &v_, w);                                                      \
-    } while (0)
+/* FSM_R(store_at) of an expression. */
 #define FSM_RSTORE(p, value, w)                                                           \
     do {                                                                                  \
         const RVREAL v_ = (value);                                                        \
         FSM_K(rstore_at)(p, &v_, w);                                                      \
     } while (0)
 
-/* VEXP_NONPOS (RVEXP_NONPOS) of an expression. */
-#define FSM_VEXP_NONPOS(value, result)                                                    \
-    do {                                                                                  \
-        const VREAL v_ = (value);                                                         \
-        (result) = VEXP_NONPOS(&v_);                                                      \
-    } while (0)
+/* RVEXP_NONPOS of an expression. */
 #define FSM_REXP_NONPOS(value, result)                                                    \
     do {                                                                                  \
         const RVREAL v_ = (value);                                                        \
@@ -274,13 +269,28 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
             const ptrdiff_t o = t / c->blocks_per_outer;                                          \
             const ptrdiff_t j0 = (t % c->blocks_per_outer) * c->block;                            \
             const ptrdiff_t j1 = c->inner - j0 < c->block ? c->inner : j0 + c->block;             \
-            for (ptrdiff_t j = j0; j < j1; j += VW) {                                             \
-                const ptrdiff_t offset = o * c->n * c->inner + j;                                 \
+            for (ptrdiff_t j = j0; j < j1;) {                                                    \
+                const ptrdiff_t offset = o * c->n * c->inner + j, left = j1 - j;                  \
                 const REAL *a = c->a + offset, *b = c->b ? c->b + offset : NULL;                  \
-                if (j1 - j >= VW)                                                                 \
-                    FSM_K(OP##_block)(a, b, c->out + offset, c->n, c->inner, VW);                 \
-                else                                                                              \
-                    FSM_K(OP##_block)(a, b, c->out + offset, c->n, c->inner, j1 - j);             \
+                REAL *out = c->out + offset;                                                      \
+                if (left >= VW) {                                                                 \
+                    FSM_K(OP##_block)(a, b, out, c->n, c->inner, VW);                             \
+                    j += VW;                                                                      \
+                } else if (FSM_WIDE_ROWS && (left == VW / 2                                       \
+                                             || (left > VW / 2 && c->n > FSM_PARTIAL_MAX))) {     \
+                    FSM_HALF(OP##_block)(a, b, out, c->n, c->inner, VW / 2);                      \
+                    j += VW / 2;                                                                  \
+                } else if (c->n <= FSM_PARTIAL_MAX) {                                             \
+                    REAL ta[FSM_PARTIAL_MAX * VW], tb[FSM_PARTIAL_MAX * VW];                      \
+                    FSM_K(partial_to_lanes)(a, c->n, c->inner, left, ta);                         \
+                    if (b) FSM_K(partial_to_lanes)(b, c->n, c->inner, left, tb);                  \
+                    FSM_K(OP##_block)(ta, tb, ta, c->n, VW, VW);                                  \
+                    FSM_K(partial_from_lanes)(ta, c->n, left, out, c->inner);                     \
+                    j = j1;                                                                       \
+                } else {                                                                          \
+                    FSM_K(OP##_block)(a, b, out, c->n, c->inner, left);                           \
+                    j = j1;                                                                       \
+                }                                                                                 \
             }                                                                                     \
         }                                                                                         \
     }                                                                                             \
@@ -325,64 +335,34 @@ FSM_ALWAYS_INLINE void FSM_K(from_lanes)(const REAL *lanes, ptrdiff_t count, ptr
         for (ptrdiff_t i = 0; i < n; i++) rows[k * n + i] = lanes[i * VW + k];
 }
 
-/* In a block: the vector of element i, and its store. */
-#define FSM_LOAD(p, i) FSM_K(vload)((p) + (i) * si, w, 0)
-#define FSM_STORE(p, i, v) FSM_VSTORE((p) + (i) * si, v, w)
+/* ---- blocks (softmax_blocks.h) ------------------------------------------ */
 
-FSM_ALWAYS_INLINE VREAL FSM_K(block_max)(const REAL *x, ptrdiff_t n, ptrdiff_t si, ptrdiff_t w)
-{
-    VREAL m0 = FSM_K(vsplat)((REAL)-INFINITY), m1 = m0;
-    ptrdiff_t i = 0;
-    for (; i + 2 <= n; i += 2) {
-        m0 = FSM_VMAX(m0, FSM_LOAD(x, i));
-        m1 = FSM_VMAX(m1, FSM_LOAD(x, i + 1));
-    }
-    if (i < n) m0 = FSM_VMAX(m0, FSM_LOAD(x, i));
-    return FSM_VMAX(m0, m1);
-}
+#define BVEC VREAL
+#define BMASK VMASK
+#define BW VW
+#define BEXP_NONPOS VEXP_NONPOS
+#define BLOAD_FIRST VLOAD_FIRST
+#define BSTORE_FIRST VSTORE_FIRST
+#define FSM_B(name) FSM_K(name)
+#include "softmax_blocks.h"
 
-/* Per lane: sum(exp(x[i] - m)) over i in [i0, i1), in REAL, and e = exp(x -
- * m) there unless e is NULL; even and odd i in two sums, so that neither
- * waits on a chain of i1 - i0 adds. */
-FSM_ALWAYS_INLINE VREAL FSM_K(block_exp_sum_part)(const REAL *x, REAL *e, ptrdiff_t i0,
-                                                  ptrdiff_t i1, ptrdiff_t si, ptrdiff_t w,
-                                                  VREAL m)
-{
-    VREAL s0 = {0}, s1 = {0};
-    ptrdiff_t i = i0;
-    for (; i + 2 <= i1; i += 2) {
-        VREAL e0, e1;
-        FSM_VEXP_NONPOS(FSM_LOAD(x, i) - m, e0);
-        FSM_VEXP_NONPOS(FSM_LOAD(x, i + 1) - m, e1);
-        if (e) {
-            FSM_STORE(e, i, e0);
-            FSM_STORE(e, i + 1, e1);
-        }
-        s0 += e0;
-        s1 += e1;
-    }
-    if (i < i1) {
-        VREAL ei;
-        FSM_VEXP_NONPOS(FSM_LOAD(x, i) - m, ei);
-        if (e) FSM_STORE(e, i, ei);
-        s0 += ei;
-    }
-    return s0 + s1;
-}
-
-/* Per lane: sum(exp(x - m)) into acc, in parts of FSM_FLUSH terms, and e =
- * exp(x - m) unless e is NULL.  (With n <= FSM_FLUSH the sum is one part's,
- * a REAL held exactly.) */
-FSM_ALWAYS_INLINE void FSM_K(block_exp_sum)(const REAL *x, REAL *e, ptrdiff_t n, ptrdiff_t si,
-                                            ptrdiff_t w, VREAL m, ACC *acc)
-{
-    for (int k = 0; k < VW; k++) acc[k] = 0;
-    for (ptrdiff_t i0 = 0; i0 < n; i0 += FSM_FLUSH) {
-        const ptrdiff_t i1 = n - i0 < FSM_FLUSH ? n : i0 + FSM_FLUSH;
-        const VREAL s = FSM_K(block_exp_sum_part)(x, e, i0, i1, si, w, m);
-        FSM_K(vflush)(acc, &s);
-    }
-}
+/* With 64-byte blocks, also 32-byte ones: for the last VW/2 columns of a
+ * block, which a wide block (through lanes, below) does at twice the cost
+ * (softmax of 8 columns of floats); and for VW/2 of the last VW/2 to VW - 1
+ * columns of a block too long to move into lanes. */
+#if FSM_WIDE_ROWS
+#define BVEC VREAL_HALF
+#define BMASK VMASK_HALF
+#define BW (VW / 2)
+#define BEXP_NONPOS VEXP_NONPOS_HALF
+#define BLOAD_FIRST VLOAD_FIRST_HALF
+#define BSTORE_FIRST VSTORE_FIRST_HALF
+#define FSM_B(name) FSM_CAT(FSM_K(name), _half)
+#include "softmax_blocks.h"
+#define FSM_HALF(name) FSM_CAT(FSM_K(name), _half)
+#else
+#define FSM_HALF(name) FSM_K(name) /* not called */
+#endif
 
 /* ---- softmax ---------------------------------------------------------- */
 
@@ -394,25 +374,6 @@ FSM_ALWAYS_INLINE REAL FSM_K(fsm_softmax_row)(const REAL *x, REAL *out, ptrdiff_
     FSM_FOR_VECTORS_TAKING_MAX(n, next, next_max,
                                FSM_RSTORE(out + i, FSM_K(rload)(out + i, w, 0) * f, w));
     return next_max;
-}
-
-FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_block)(const REAL *x, const REAL *unused, REAL *out,
-                                                ptrdiff_t n, ptrdiff_t si, ptrdiff_t w)
-{
-    (void)unused;
-    const VREAL m = FSM_K(block_max)(x, n, si, w);
-    VREAL f;
-    if (n <= FSM_FLUSH) {
-        /* 1 / sum rounded to double and then to REAL is 1 / sum rounded to
-         * REAL (double has more than twice REAL's precision): the same bits
-         * as below, without the trip through double. */
-        f = 1 / FSM_K(block_exp_sum_part)(x, out, 0, n, si, w, m);
-    } else {
-        ACC acc[VW];
-        FSM_K(block_exp_sum)(x, out, n, si, w, m, acc);
-        for (int k = 0; k < VW; k++) f[k] = (REAL)(1 / acc[k]);
-    }
-    for (ptrdiff_t i = 0; i < n; i++) FSM_STORE(out, i, FSM_LOAD(out, i) * f);
 }
 
 FSM_DEFINE_MAX_ROWS(fsm_softmax)
@@ -437,18 +398,6 @@ FSM_ALWAYS_INLINE REAL FSM_K(fsm_log_softmax_row)(const REAL *x, REAL *out, ptrd
     return next_max;
 }
 
-FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_block)(const REAL *x, const REAL *unused, REAL *out,
-                                                    ptrdiff_t n, ptrdiff_t si, ptrdiff_t w)
-{
-    (void)unused;
-    ACC acc[VW];
-    const VREAL m = FSM_K(block_max)(x, n, si, w);
-    FSM_K(block_exp_sum)(x, NULL, n, si, w, m, acc);
-    VREAL log_sum;
-    for (int k = 0; k < VW; k++) log_sum[k] = (REAL)fsm_log_ge1(acc[k]); /* vectorises */
-    for (ptrdiff_t i = 0; i < n; i++) FSM_STORE(out, i, (FSM_LOAD(x, i) - m) - log_sum);
-}
-
 FSM_DEFINE_MAX_ROWS(fsm_log_softmax)
 FSM_DEFINE_RUN(fsm_log_softmax)
 
@@ -469,24 +418,6 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_hardmax_row)(const REAL *x, const REAL *unused,
     const RVREAL zero = {0};
     FSM_FOR_VECTORS(n, FSM_K(rstore_at)(out + i, &zero, w));
     out[best] = 1;
-}
-
-/* Per lane: the first largest entry, or the first NaN (as numpy.argmax). */
-FSM_ALWAYS_INLINE void FSM_K(fsm_hardmax_block)(const REAL *x, const REAL *unused, REAL *out,
-                                                ptrdiff_t n, ptrdiff_t si, ptrdiff_t w)
-{
-    (void)unused;
-    VREAL best = FSM_LOAD(x, 0);
-    VMASK at = {0}; /* index of the best entry so far */
-    for (ptrdiff_t i = 1; i < n; i++) {
-        const VREAL v = FSM_LOAD(x, i);
-        const VMASK take = (v > best) | ((v != v) & (best == best));
-        best = FSM_VSELECT(take, v, best);
-        at = FSM_VSELECT(take, at * 0 + (__typeof__(at[0]))i, at);
-    }
-    const VREAL one = FSM_K(vsplat)(1), zero = {0};
-    for (ptrdiff_t i = 0; i < n; i++)
-        FSM_STORE(out, i, FSM_VSELECT(at == (__typeof__(at[0]))i, one, zero));
 }
 
 FSM_DEFINE_ROWS(fsm_hardmax)
@@ -515,19 +446,6 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_backward_row)(const REAL *g, const REAL
     });
 }
 
-FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_backward_block)(const REAL *g, const REAL *y, REAL *out,
-                                                         ptrdiff_t n, ptrdiff_t si, ptrdiff_t w)
-{
-    ACC acc[VW] = {0};
-    for (ptrdiff_t i = 0; i < n; i++) {
-        const VREAL gi = FSM_LOAD(g, i), yi = FSM_LOAD(y, i);
-        for (int k = 0; k < VW; k++) acc[k] += (ACC)gi[k] * (ACC)yi[k];
-    }
-    VREAL s;
-    for (int k = 0; k < VW; k++) s[k] = (REAL)acc[k];
-    for (ptrdiff_t i = 0; i < n; i++) FSM_STORE(out, i, FSM_LOAD(y, i) * (FSM_LOAD(g, i) - s));
-}
-
 FSM_DEFINE_ROWS(fsm_softmax_backward)
 FSM_DEFINE_RUN(fsm_softmax_backward)
 
@@ -548,39 +466,6 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_backward_row)(const REAL *g, const 
     for (ptrdiff_t i = 0; i < n; i++) out[i] = g[i] - EXP(logp[i]) * s;
 }
 
-/* Per lane, sum(g * f) in order. */
-FSM_ALWAYS_INLINE void FSM_K(block_sum_scaled)(const REAL *g, ptrdiff_t n, ptrdiff_t si,
-                                               ptrdiff_t w, ACC f, ACC *acc)
-{
-    for (int k = 0; k < VW; k++) acc[k] = 0;
-    for (ptrdiff_t i = 0; i < n; i++) {
-        const VREAL gi = FSM_LOAD(g, i);
-        for (int k = 0; k < VW; k++) acc[k] += (ACC)gi[k] * f;
-    }
-}
-
-FSM_ALWAYS_INLINE void FSM_K(fsm_log_softmax_backward_block)(const REAL *g, const REAL *logp,
-                                                             REAL *out, ptrdiff_t n, ptrdiff_t si,
-                                                             ptrdiff_t w)
-{
-    ACC acc[VW], scaled[VW];
-    FSM_K(block_sum_scaled)(g, n, si, w, 1, acc);
-    int overflow = 0;
-    for (int k = 0; k < VW; k++) overflow |= !isfinite(acc[k]);
-    if (overflow) { /* as in row_sum */
-        FSM_K(block_sum_scaled)(g, n, si, w, FSM_SUM_DOWN, scaled);
-        for (int k = 0; k < VW; k++) acc[k] = isfinite(acc[k]) ? acc[k] : scaled[k] * FSM_SUM_UP;
-    }
-    REAL s[VW];
-    for (int k = 0; k < VW; k++) s[k] = (REAL)acc[k];
-    for (ptrdiff_t i = 0; i < n; i++) {
-        const VREAL gi = FSM_LOAD(g, i), li = FSM_LOAD(logp, i);
-        VREAL o;
-        for (int k = 0; k < VW; k++) o[k] = gi[k] - EXP(li[k]) * s[k];
-        FSM_STORE(out, i, o);
-    }
-}
-
 FSM_DEFINE_ROWS(fsm_log_softmax_backward)
 FSM_DEFINE_RUN(fsm_log_softmax_backward)
 
@@ -592,14 +477,12 @@ void FSM_PUBLIC(fsm_log_softmax_backward)(const REAL *grad, const REAL *logp, RE
     FSM_K(fsm_log_softmax_backward_run)(&c, max_threads);
 }
 
-#undef FSM_LOAD
-#undef FSM_STORE
 #undef FSM_VMAX
 #undef FSM_FOR_VECTORS
-#undef FSM_VSTORE
 #undef FSM_RSTORE
-#undef FSM_VEXP_NONPOS
 #undef FSM_REXP_NONPOS
+#undef FSM_R
+#undef FSM_HALF
 #undef FSM_DEFINE_VECTOR_OPS
 #undef FSM_SUM_DOWN
 #undef FSM_SUM_UP
