@@ -87,36 +87,26 @@ static inline void fsm_bn_merge(double *n, double *mean, double *m2, double nb, 
     *n = total;
 }
 
-/* The first step of fsm_bn_finish_columns, for columns [k0, k1): the
- * blocks fold into block 0's row in order.  Returns the rows counted. */
-FSM_HOT static double fsm_bn_fold_blocks(const fsm_bn_plan *p, double *part_mean,
-                                         double *part_m2, ptrdiff_t k0, ptrdiff_t k1)
+/* Per-column partials (block-major: part[b*width + col]) -> per-feature
+ * results: the blocks fold into block 0's row in order, then the inner
+ * columns of each feature fold in order.  Every column of a block has the
+ * same count, so each fold's weights are two scalars and the loops across
+ * columns vectorise.  Overwrites the partials. */
+FSM_HOT static void fsm_bn_finish_columns(const fsm_bn_plan *p, double *part_mean,
+                                          double *part_m2, double *mean, double *m2)
 {
-    const ptrdiff_t width = p->width;
+    const ptrdiff_t width = p->width, inner = p->inner;
     double n = (double)fsm_bn_block_rows(p, 0);
     for (ptrdiff_t b = 1; b < p->nblocks; b++) {
         const double nb = (double)fsm_bn_block_rows(p, b), f = nb / (n + nb), h = n * f;
         const double *pm = part_mean + b * width, *pq = part_m2 + b * width;
-        for (ptrdiff_t k = k0; k < k1; k++) {
+        for (ptrdiff_t k = 0; k < width; k++) {
             const double delta = pm[k] - part_mean[k];
             part_mean[k] += delta * f;
             part_m2[k] += pq[k] + delta * delta * h;
         }
         n += nb;
     }
-    return n;
-}
-
-/* Per-column partials (block-major: part[b*width + col]) -> per-feature
- * results: the blocks fold into block 0's row in order, then the inner
- * columns of each feature fold in order.  Every column of a block has the
- * same count, so each fold's weights are two scalars and the loops across
- * columns vectorise.  Overwrites the partials. */
-static void fsm_bn_finish_columns(const fsm_bn_plan *p, double *part_mean, double *part_m2,
-                                  double *mean, double *m2)
-{
-    const ptrdiff_t inner = p->inner;
-    const double n = fsm_bn_fold_blocks(p, part_mean, part_m2, 0, p->width);
     for (ptrdiff_t c = 0; c < p->C; c++) {
         mean[c] = part_mean[c * inner];
         m2[c] = part_m2[c * inner];

@@ -179,11 +179,10 @@ FSM_BN_INLINE void FSM_K(fsm_bn_tile_sums)(const REAL *x, ptrdiff_t width, ptrdi
 /* fsm_bn_tile_stats at REAL's vector width, for the training forward of
  * float data (relative error about 1e-7 instead of 1e-15): one pass of
  * fsm_bn_tile_sums about a shift, the mean of the first FSM_BN_FLUSH rows
- * (or row 0 of fewer rows).
- * The sum of squares cancels by the factor q / m2 = 1 + n*(mean - shift)^2
- * / m2, which multiplies the rounding of its REAL terms; a column where it
- * exceeds 4 (the first rows far from the rest) is summed again about its
- * mean. */
+ * (row 0 of fewer rows).  The sum of squares cancels by the factor
+ * q / m2 = 1 + n*(mean - shift)^2 / m2, which multiplies the rounding of its
+ * REAL terms; a column where it exceeds 4 (the first rows far from the
+ * rest) is summed again about its mean. */
 FSM_BN_INLINE void FSM_K(fsm_bn_tile_stats_blocked)(const REAL *x, ptrdiff_t width,
                                                     ptrdiff_t rows, ptrdiff_t w, double *mean,
                                                     double *m2)
