@@ -92,8 +92,8 @@ static inline void fsm_bn_merge(double *n, double *mean, double *m2, double nb, 
  * columns of each feature fold in order.  Every column of a block has the
  * same count, so each fold's weights are two scalars and the loops across
  * columns vectorise.  Overwrites the partials. */
-static void fsm_bn_finish_columns(const fsm_bn_plan *p, double *part_mean, double *part_m2,
-                                  double *mean, double *m2)
+FSM_HOT static void fsm_bn_finish_columns(const fsm_bn_plan *p, double *part_mean,
+                                          double *part_m2, double *mean, double *m2)
 {
     const ptrdiff_t width = p->width, inner = p->inner;
     double n = (double)fsm_bn_block_rows(p, 0);

@@ -2,7 +2,8 @@
  * C-contiguous: element (o, c, j) sits at (o*C + c)*inner + j and belongs to
  * feature c; per-feature arrays have length C.  Statistics reduce over o and
  * j in fixed-size blocks combined in a fixed order, so results do not depend
- * on max_threads.  float32 data accumulates in double.  All sizes are >= 1.
+ * on max_threads.  float32 data accumulates in double (fsm_bn_train's
+ * column layout: eight rows' terms summed in float first).  All sizes are >= 1.
  * A feature holding +inf (or -inf) has that mean and m2 NaN; a NaN, or both
  * infinities, give NaN for both (PyTorch's answers).
  * Each kernel of FSM_DECLARE_BATCHNORM returns 0, or -1 when its scratch

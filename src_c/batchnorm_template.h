@@ -3,10 +3,14 @@
  * Reductions accumulate in double, never as E[x^2] - E[x]^2 on raw data: a
  * task's partial statistics are a two-pass mean and sum of squared
  * deviations of a cached chunk (run layout), or sums of deviations from a
- * value of the data (column layout); fsm_bn_plan fixes the blocks, and the
+ * value of the data (column layout; the training forward of float data sums
+ * eight rows' terms in float first); fsm_bn_plan fixes the blocks, and the
  * partials merge in a fixed order (Chan et al.). */
 #define FSM_K(name) FSM_CAT(name##_, SUF)
 #define FSM_BN_INLINE static inline __attribute__((always_inline))
+/* Values a 64-byte line holds: the loops over columns start their vectors
+ * at line boundaries (a vector that straddles two lines costs two accesses). */
+#define FSM_BN_LINE_VALUES ((ptrdiff_t)(64 / sizeof(REAL)))
 
 typedef struct {
     fsm_bn_plan p;
@@ -18,6 +22,7 @@ typedef struct {
     const double *a, *s, *t;   /* apply: per-feature factors */
     REAL *pa, *ps, *pm, *pt;   /* apply: the factors per column (column layout) or feature */
     int descending;            /* apply, column layout: columns from the last (fsm_bn_descending) */
+    int blocked;               /* statistics, column layout: fsm_bn_tile_stats_blocked */
     const double *weight;      /* train: weight (or NULL), eps; writes mean, m2, invstd and */
     double eps;                /* scale = invstd * weight, which is s */
     double *mean_out, *m2, *invstd, *scale;
@@ -140,20 +145,104 @@ FSM_BN_INLINE void FSM_K(fsm_bn_tile_stats)(const REAL *x, ptrdiff_t width, ptrd
     }
 }
 
-/* Column layout: writes each column's block mean and sum of squared
- * deviations to part_a / part_b[b*width + col]. */
+/* Sums of the deviations from shift[j] and of their squares, of w <=
+ * FSM_BN_TILE columns (row stride `width`) over `rows` rows, into s[j] and
+ * q[j].  Rows go FSM_BN_FLUSH at a time: their deviations and squares are
+ * summed in REAL (float data at float's vector width, a fixed tree), then
+ * folded into double, so the double sums are loaded and stored once per
+ * FSM_BN_FLUSH rows. */
+FSM_BN_INLINE void FSM_K(fsm_bn_tile_sums)(const REAL *x, ptrdiff_t width, ptrdiff_t rows,
+                                           ptrdiff_t w, const REAL *shift, double *s, double *q)
+{
+    for (ptrdiff_t j = 0; j < w; j++) s[j] = q[j] = 0;
+    ptrdiff_t r = 0;
+    for (; r + FSM_BN_FLUSH <= rows; r += FSM_BN_FLUSH) {
+        const REAL *xr = x + r * width;
+        for (ptrdiff_t j = 0; j < w; j++) {
+            REAL d[FSM_BN_FLUSH], dd[FSM_BN_FLUSH];
+            for (int k = 0; k < FSM_BN_FLUSH; k++) {
+                d[k] = xr[k * width + j] - shift[j];
+                dd[k] = d[k] * d[k];
+            }
+            s[j] += (double)FSM_K(fsm_bn_sum8)(d, 1);
+            q[j] += (double)FSM_K(fsm_bn_sum8)(dd, 1);
+        }
+    }
+    for (; r < rows; r++)
+        for (ptrdiff_t j = 0; j < w; j++) {
+            const double d = (double)x[r * width + j] - (double)shift[j];
+            s[j] += d;
+            q[j] += d * d;
+        }
+}
+
+/* fsm_bn_tile_stats at REAL's vector width, for the training forward of
+ * float data (relative error about 1e-7 instead of 1e-15): one pass of
+ * fsm_bn_tile_sums about a shift, the mean of the first FSM_BN_FLUSH rows
+ * (row 0 of fewer rows).  The sum of squares cancels by the factor
+ * q / m2 = 1 + n*(mean - shift)^2 / m2, which multiplies the rounding of its
+ * REAL terms; a column where it exceeds 4 (the first rows far from the
+ * rest) is summed again about its mean. */
+FSM_BN_INLINE void FSM_K(fsm_bn_tile_stats_blocked)(const REAL *x, ptrdiff_t width,
+                                                    ptrdiff_t rows, ptrdiff_t w, double *mean,
+                                                    double *m2)
+{
+    REAL shift[FSM_BN_TILE];
+    double s[FSM_BN_TILE], q[FSM_BN_TILE];
+    const double per_row = 1.0 / (double)rows;
+    if (rows >= FSM_BN_FLUSH)
+        for (ptrdiff_t j = 0; j < w; j++)
+            shift[j] = FSM_K(fsm_bn_sum8)(x + j, width) * (REAL)(1.0 / FSM_BN_FLUSH);
+    else
+        for (ptrdiff_t j = 0; j < w; j++) shift[j] = x[j];
+    FSM_K(fsm_bn_tile_sums)(x, width, rows, w, shift, s, q);
+    ptrdiff_t cancelled = 0;
+    for (ptrdiff_t j = 0; j < w; j++) {
+        const double ds = s[j] * per_row, sq = q[j] - s[j] * ds;
+        cancelled += sq * 4 < q[j]; /* NaN compares false: fsm_bn_fix_nonfinite's case */
+        mean[j] = (double)shift[j] + ds;
+        m2[j] = sq < 0 ? 0 : sq; /* rounding can make it negative; NaN stays NaN */
+    }
+    for (ptrdiff_t j = 0; cancelled && j < w; j++) {
+        if (!(m2[j] * 4 < q[j]))
+            continue;
+        REAL again = (REAL)mean[j];
+        FSM_K(fsm_bn_tile_sums)(x + j, width, rows, 1, &again, s + j, q + j);
+        const double ds = s[j] * per_row, sq = q[j] - s[j] * ds;
+        mean[j] = (double)again + ds;
+        m2[j] = sq < 0 ? 0 : sq;
+    }
+}
+
+/* Values before the first of v[0..) that starts a 64-byte line (at most w). */
+FSM_BN_INLINE ptrdiff_t FSM_K(fsm_bn_lead)(const REAL *v, ptrdiff_t w)
+{
+    const ptrdiff_t lead = (ptrdiff_t)((64 - (uintptr_t)v % 64) % 64 / sizeof(REAL));
+    return lead < w ? lead : w;
+}
+
+/* Column layout: writes the block-b means and sums of squared deviations
+ * of tile k's columns to part_a / part_b[b*width + col]. */
+FSM_BN_INLINE void FSM_K(fsm_bn_tile_block_stats)(const FSM_K(fsm_bn_job) *job, ptrdiff_t b,
+                                                  ptrdiff_t k)
+{
+    const fsm_bn_plan *p = &job->p;
+    const ptrdiff_t width = p->width, col0 = k * FSM_BN_TILE;
+    const ptrdiff_t col1 = width - col0 < FSM_BN_TILE ? width : col0 + FSM_BN_TILE;
+    const ptrdiff_t rows = fsm_bn_block_rows(p, b), row0 = b * p->rows * width;
+    const REAL *x = job->x + row0 + col0;
+    double *mean = job->part_a + b * width + col0, *m2 = job->part_b + b * width + col0;
+    if (job->blocked)
+        FSM_K(fsm_bn_tile_stats_blocked)(x, width, rows, col1 - col0, mean, m2);
+    else
+        FSM_K(fsm_bn_tile_stats)(x, width, rows, col1 - col0, mean, m2);
+}
+
 FSM_HOT static void FSM_K(fsm_bn_stats_columns)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)
 {
     const FSM_K(fsm_bn_job) *job = ctx;
-    const fsm_bn_plan *p = &job->p;
-    const ptrdiff_t width = p->width;
-    for (ptrdiff_t t = t0; t < t1; t++) {
-        const ptrdiff_t b = t / p->ntiles, col0 = (t % p->ntiles) * FSM_BN_TILE;
-        const ptrdiff_t col1 = width - col0 < FSM_BN_TILE ? width : col0 + FSM_BN_TILE;
-        const ptrdiff_t rows = fsm_bn_block_rows(p, b), row0 = b * p->rows * width;
-        FSM_K(fsm_bn_tile_stats)(job->x + row0 + col0, width, rows, col1 - col0,
-                                 job->part_a + b * width + col0, job->part_b + b * width + col0);
-    }
+    for (ptrdiff_t t = t0; t < t1; t++)
+        FSM_K(fsm_bn_tile_block_stats)(job, t / job->p.ntiles, t % job->p.ntiles);
 }
 
 /* Run layout: merges the chunks of feature c's runs in block b, in order,
@@ -456,18 +545,21 @@ FSM_BN_INLINE void FSM_K(fsm_bn_apply_two_rows)(const FSM_K(fsm_bn_job) *job, pt
 FSM_HOT static void FSM_K(fsm_bn_apply_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)
 {
     const FSM_K(fsm_bn_job) *job = ctx;
-    const ptrdiff_t width = job->p.width;
+    const ptrdiff_t width = job->p.width, V = FSM_BN_LINE_VALUES;
     ptrdiff_t r = r0;
-    if (job->descending) {
-        /* a vector's worth of columns at a time, from the last */
-        enum { V = 64 / sizeof(REAL) };
-        for (; r + 2 <= r1; r += 2) {
-            ptrdiff_t i = width - V;
-            for (; i >= 0; i -= V) FSM_K(fsm_bn_apply_two_rows)(job, r, i, i + V);
-            FSM_K(fsm_bn_apply_two_rows)(job, r, 0, i + V);
+    for (; r + 2 <= r1; r += 2) {
+        /* columns [a, top) are whole 64-byte lines of row r's output */
+        const ptrdiff_t a = FSM_K(fsm_bn_lead)(job->out + r * width, width);
+        const ptrdiff_t top = a + (width - a) / V * V;
+        if (job->descending) { /* a line at a time, from the last */
+            FSM_K(fsm_bn_apply_two_rows)(job, r, top, width);
+            for (ptrdiff_t i = top - V; i >= a; i -= V)
+                FSM_K(fsm_bn_apply_two_rows)(job, r, i, i + V);
+            FSM_K(fsm_bn_apply_two_rows)(job, r, 0, a);
+        } else {
+            FSM_K(fsm_bn_apply_two_rows)(job, r, 0, a);
+            FSM_K(fsm_bn_apply_two_rows)(job, r, a, width);
         }
-    } else {
-        for (; r + 2 <= r1; r += 2) FSM_K(fsm_bn_apply_two_rows)(job, r, 0, width);
     }
     if (r < r1)
         FSM_K(fsm_bn_apply_span)(job, r * width, width, 0, 1);
@@ -548,14 +640,29 @@ FSM_HOT static void FSM_K(fsm_bn_fill_params)(const FSM_K(fsm_bn_job) *job, ptrd
 #undef FSM_BN_FILL
 }
 
-/* Points pa, ps, pm, pt into `params` (4 * width values). */
+/* The first of buf[0..FSM_BN_LINE_VALUES) that sits where `like` sits in its
+ * 64-byte line, so that a column's factors and output share their alignment. */
+static REAL *FSM_K(fsm_bn_aligned_as)(REAL *buf, const REAL *like)
+{
+    const uintptr_t shift = ((uintptr_t)like - (uintptr_t)buf) % 64;
+    return shift % sizeof(REAL) ? buf : (REAL *)((char *)buf + shift);
+}
+
+/* Values of the params buffer that fsm_bn_set_params needs. */
+static size_t FSM_K(fsm_bn_params_size)(const fsm_bn_plan *p)
+{
+    return 4 * (size_t)(p->width + FSM_BN_LINE_VALUES);
+}
+
+/* Points pa, ps, pm, pt into `params` (fsm_bn_params_size values), each
+ * aligned as job->out. */
 static void FSM_K(fsm_bn_set_params)(FSM_K(fsm_bn_job) *job, REAL *params)
 {
-    const ptrdiff_t width = job->p.width;
-    job->pa = params;
-    job->ps = params + width;
-    job->pm = params + 2 * width;
-    job->pt = params + 3 * width;
+    const ptrdiff_t stride = job->p.width + FSM_BN_LINE_VALUES;
+    job->pa = FSM_K(fsm_bn_aligned_as)(params, job->out);
+    job->ps = FSM_K(fsm_bn_aligned_as)(params + stride, job->out);
+    job->pm = FSM_K(fsm_bn_aligned_as)(params + 2 * stride, job->out);
+    job->pt = FSM_K(fsm_bn_aligned_as)(params + 3 * stride, job->out);
 }
 
 /* The elementwise pass over all the data, params set. */
@@ -582,7 +689,7 @@ int FSM_K(fsm_bn_apply)(const REAL *g, const REAL *x, REAL *out, ptrdiff_t outer
 {
     FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .g = g, .x = x, .out = out,
                              .a = a, .s = s, .mean = mean, .t = t};
-    REAL *params = malloc(4 * (size_t)job.p.width * sizeof *params);
+    REAL *params = malloc(FSM_K(fsm_bn_params_size)(&job.p) * sizeof *params);
     if (!params)
         return -1;
     FSM_K(fsm_bn_set_params)(&job, params);
@@ -618,11 +725,12 @@ int FSM_K(fsm_bn_train)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C, 
 {
     FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .x = x, .out = out,
                              .t = bias, .weight = weight, .eps = eps, .mean_out = mean,
-                             .m2 = m2, .invstd = invstd, .mean = mean};
+                             .m2 = m2, .invstd = invstd, .mean = mean,
+                             .blocked = sizeof(REAL) < sizeof(double)};
     const fsm_bn_plan *p = &job.p;
     const ptrdiff_t np = fsm_bn_partial_count(p);
     double *scratch = malloc((2 * (size_t)np + (size_t)C) * sizeof *scratch
-                             + 4 * (size_t)p->width * sizeof(REAL));
+                             + FSM_K(fsm_bn_params_size)(p) * sizeof(REAL));
     if (!scratch)
         return -1;
     job.part_a = scratch;
@@ -642,5 +750,6 @@ int FSM_K(fsm_bn_train)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C, 
     return 0;
 }
 
+#undef FSM_BN_LINE_VALUES
 #undef FSM_BN_INLINE
 #undef FSM_K

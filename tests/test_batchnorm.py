@@ -195,6 +195,32 @@ def test_results_do_not_depend_on_the_thread_count(rng, shape, axis, dtype):
             np.testing.assert_array_equal(got, want)
 
 
+def at_offset(a, offset):
+    """A C-contiguous copy of `a` that starts `offset` elements into a buffer."""
+    buf = np.empty(a.size + offset, a.dtype)
+    view = buf[offset:].reshape(a.shape)
+    view[...] = a
+    return view
+
+
+@pytest.mark.parametrize("shape", [(37, 300), (20, 1040), (9, 40, 7)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_results_do_not_depend_on_alignment(rng, shape, dtype):
+    # The loops over columns start their vectors at 64-byte lines of the data.
+    x, w, b = inputs(rng, shape, 1, dtype)
+    grad = rng.standard_normal(shape).astype(dtype)
+    y0, m0, i0 = fastsm.batch_norm_forward(x, w, b)
+    d0 = fastsm.batch_norm_backward(grad, x, w, m0, i0)
+    for offset in (1, 3, 5, 16):
+        xv, out = at_offset(x, offset), at_offset(np.zeros_like(x), 2 * offset + 1)
+        y, m, i = fastsm.batch_norm_forward(xv, w, b, out=out)
+        for got, want in zip((y, m, i), (y0, m0, i0)):
+            np.testing.assert_array_equal(got, want)
+        dx = fastsm.batch_norm_backward(at_offset(grad, offset + 2), xv, w, m, i, out=out)
+        for got, want in zip(dx, d0):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_out_and_in_place(rng):
     x, w, b = inputs(rng, (30, 4, 6), 1, np.float32)
     y, _, _ = fastsm.batch_norm_forward(x, w, b)
