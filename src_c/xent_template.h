@@ -426,9 +426,14 @@ FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_out)(const REAL *buf, REAL *dst,
                     ptrdiff_t w = c->outer - r0 < FSM_XENT_SLAB ? c->outer - r0 : FSM_XENT_SLAB; \
                     FSM_X(fsm_xent_transpose_in)(c->x + r0 * n, xt, w, n);                       \
                     if (c->prob) FSM_X(fsm_xent_transpose_in)(c->prob + r0 * n, tt, w, n);       \
-                    /* the gradient overwrites the transposed logits */                          \
-                    sum += FSM_X(OP##_slab)(c, xt, tt, c->grad ? xt : NULL, r0, w,               \
-                                            FSM_XENT_BUF_STRIDE);                                \
+                    /* the gradient overwrites the transposed logits; a whole slab's         \
+                     * width is a constant, for loops without remainders */                      \
+                    if (w == FSM_XENT_SLAB)                                                      \
+                        sum += FSM_X(OP##_slab)(c, xt, tt, c->grad ? xt : NULL, r0,              \
+                                                FSM_XENT_SLAB, FSM_XENT_BUF_STRIDE);             \
+                    else                                                                         \
+                        sum += FSM_X(OP##_slab)(c, xt, tt, c->grad ? xt : NULL, r0, w,           \
+                                                FSM_XENT_BUF_STRIDE);                            \
                     if (c->grad) FSM_X(fsm_xent_transpose_out)(xt, c->grad + r0 * n, w, n);      \
                 } else {                                                                         \
                     ptrdiff_t o = t / c->slabs_per_outer;                                        \
