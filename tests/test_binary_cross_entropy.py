@@ -111,6 +111,17 @@ def test_sigmoid_is_stable_and_symmetric(dtype):
     np.testing.assert_allclose(fastsm.sigmoid(x), ref.sigmoid(x), rtol=2 * np.finfo(dtype).eps)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_of_a_value_does_not_depend_on_its_neighbours(rng, dtype):
+    # vector lanes, the last partial vector and lanes whose exp is subnormal
+    # (computed apart) all give the bits a one-element call gives
+    x = np.concatenate([rng.normal(size=37) * 30, [-100.0, -750.0, 3.0, -0.0]]).astype(dtype)
+    rng.shuffle(x)
+    alone = np.array([fastsm.sigmoid(x[i:i + 1])[0] for i in range(len(x))])
+    np.testing.assert_array_equal(fastsm.sigmoid(x), alone)
+    np.testing.assert_array_equal(fastsm.sigmoid(x[3:]), alone[3:])
+
+
 def test_sigmoid_out_and_dtypes():
     x = np.linspace(-3, 3, 7, dtype=np.float32)
     expected = fastsm.sigmoid(x)
