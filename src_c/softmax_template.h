@@ -177,6 +177,35 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_exp_sum)(const REAL *x, REAL *e, ptrdiff_t n, RE
     return FSM_K(rhsum)(acc);
 }
 
+/* sum(a * b) over a row: products summed in REAL lanes over FSM_FLUSH
+ * vectors at a time, as the sums of exps, then in ACC lanes (softmax
+ * backward, rows of 1000 floats in cache: 37% faster than products in
+ * double).  A REAL partial sum can overflow where the sum does not: the
+ * dot is then done again in ACC throughout. */
+FSM_ALWAYS_INLINE ACC FSM_K(row_dot_blocked)(const REAL *a, const REAL *b, ptrdiff_t n)
+{
+    ACC acc[RVW] = {0};
+    ptrdiff_t i = 0;
+    while (i < n) {
+        const ptrdiff_t end = n - i > FSM_FLUSH * RVW ? i + FSM_FLUSH * RVW : n;
+        RVREAL s = {0};
+        for (; i + RVW <= end; i += RVW) s += FSM_K(rload)(a + i, RVW, 0) * FSM_K(rload)(b + i, RVW, 0);
+        if (i < end) { /* the end of the row */
+            const ptrdiff_t w = end - i;
+            s += FSM_K(rload)(a + i, w, 0) * FSM_K(rload)(b + i, w, 0);
+            i = end;
+        }
+        FSM_K(rflush)(acc, &s);
+    }
+    return FSM_K(rhsum)(acc);
+}
+
+FSM_ALWAYS_INLINE ACC FSM_K(row_dot)(const REAL *a, const REAL *b, ptrdiff_t n)
+{
+    const ACC d = FSM_K(row_dot_blocked)(a, b, n);
+    return isfinite(d) ? d : FSM_SLICE(fsm_slice_dot)(a, b, n);
+}
+
 /* sum(x * f) in FSM_LANES double lanes, in fsm_slice_dot's order. */
 FSM_ALWAYS_INLINE ACC FSM_K(row_sum_scaled)(const REAL *x, ptrdiff_t n, ACC f)
 {
@@ -435,7 +464,7 @@ void FSM_PUBLIC(fsm_hardmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_
 FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_backward_row)(const REAL *g, const REAL *y, REAL *out,
                                                        ptrdiff_t n, int more)
 {
-    const REAL s = (REAL)FSM_SLICE(fsm_slice_dot)(g, y, n);
+    const REAL s = (REAL)FSM_K(row_dot)(g, y, n);
     /* The next rows are fetched during this pass, which runs in cache. */
     FSM_FOR_VECTORS(n, {
         if (more && w == RVW) {

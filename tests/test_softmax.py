@@ -272,6 +272,18 @@ def test_large_results_written_with_streaming_stores(rng, name, shape, axis):
 
 @pytest.mark.parametrize("n", [8, 64, 200])  # short rows, long rows; columns with axis 0
 @pytest.mark.parametrize("axis", [0, 1])
+def test_softmax_backward_dots_near_the_float32_maximum_without_overflow(n, axis):
+    # float32 partial sums of grad * y overflow (the long rows sum them in
+    # float lanes first), but sum(grad * y) is exactly 0, so the gradient is
+    # exactly y * grad.
+    g = np.float32(3e38) * np.resize(np.float32([1, 1, -1, -1]), n)
+    y = np.full(n, 1 / 8, np.float32)
+    g2, y2 = np.stack([g, g], axis=1 - axis), np.stack([y, y], axis=1 - axis)
+    np.testing.assert_array_equal(fastsm.softmax_backward(g2, y2, axis=axis), y2 * g2)
+
+
+@pytest.mark.parametrize("n", [8, 64, 200])  # short rows, long rows; columns with axis 0
+@pytest.mark.parametrize("axis", [0, 1])
 def test_log_softmax_backward_sums_near_the_float64_maximum_without_overflow(n, axis):
     # Partial sums of these grads overflow in every order the kernels add them
     # (in lanes, or one after another), but the sum is exactly 0, so the
