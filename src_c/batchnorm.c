@@ -216,10 +216,13 @@ static int fsm_bn_descending(const void *out, const void *const *in, int n, ptrd
 FSM_HOT void fsm_bn_invstd(const double *v, ptrdiff_t C, double divisor, double eps,
                            const double *weight, double *invstd, double *scale)
 {
-    for (ptrdiff_t c = 0; c < C; c++) {
-        invstd[c] = 1.0 / sqrt(v[c] / divisor + eps);
-        scale[c] = weight ? invstd[c] * weight[c] : invstd[c];
-    }
+    /* Variances as they stand (inference: divisor 1) skip a division, which
+     * with the square root and the reciprocal was most of a small call. */
+    if (divisor == 1)
+        for (ptrdiff_t c = 0; c < C; c++) invstd[c] = 1.0 / sqrt(v[c] + eps);
+    else
+        for (ptrdiff_t c = 0; c < C; c++) invstd[c] = 1.0 / sqrt(v[c] / divisor + eps);
+    for (ptrdiff_t c = 0; c < C; c++) scale[c] = weight ? invstd[c] * weight[c] : invstd[c];
 }
 
 FSM_HOT void fsm_bn_backward_factors(const double *invstd, const double *weight,
