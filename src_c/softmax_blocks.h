@@ -57,13 +57,14 @@ FSM_ALWAYS_INLINE BVEC FSM_B(block_max)(const REAL *x, ptrdiff_t n, ptrdiff_t si
     return FSM_VMAX(m0, m1);
 }
 
-/* Per lane: sum(exp(x[i] - m)) over i in [i0, i1), in REAL, and e = exp(x -
- * m) there unless e is NULL; even and odd i in two sums, so that neither
+/* Per lane: sum(exp(x[i] - m)) over i in [i0, i1) (m = *mp), in REAL, and
+ * e = exp(x - m) there unless e is NULL; even and odd i in two sums, so that neither
  * waits on a chain of i1 - i0 adds. */
 FSM_ALWAYS_INLINE BVEC FSM_B(block_exp_sum_part)(const REAL *x, REAL *e, ptrdiff_t i0,
                                                   ptrdiff_t i1, ptrdiff_t si, ptrdiff_t w,
-                                                  BVEC m)
+                                                  const BVEC *mp)
 {
+    const BVEC m = *mp;
     BVEC s0 = {0}, s1 = {0};
     ptrdiff_t i = i0;
     for (; i + 2 <= i1; i += 2) {
@@ -86,11 +87,11 @@ FSM_ALWAYS_INLINE BVEC FSM_B(block_exp_sum_part)(const REAL *x, REAL *e, ptrdiff
     return s0 + s1;
 }
 
-/* Per lane: sum(exp(x - m)) into acc, in parts of FSM_FLUSH terms, and e =
- * exp(x - m) unless e is NULL.  (With n <= FSM_FLUSH the sum is one part's,
+/* Per lane: sum(exp(x - *m)) into acc, in parts of FSM_FLUSH terms, and e =
+ * exp(x - *m) unless e is NULL.  (With n <= FSM_FLUSH the sum is one part's,
  * a REAL held exactly.) */
 FSM_ALWAYS_INLINE void FSM_B(block_exp_sum)(const REAL *x, REAL *e, ptrdiff_t n, ptrdiff_t si,
-                                            ptrdiff_t w, BVEC m, ACC *acc)
+                                            ptrdiff_t w, const BVEC *m, ACC *acc)
 {
     for (int k = 0; k < BW; k++) acc[k] = 0;
     for (ptrdiff_t i0 = 0; i0 < n; i0 += FSM_FLUSH) {
@@ -112,10 +113,10 @@ FSM_ALWAYS_INLINE void FSM_B(fsm_softmax_block)(const REAL *x, const REAL *unuse
         /* 1 / sum rounded to double and then to REAL is 1 / sum rounded to
          * REAL (double has more than twice REAL's precision): the same bits
          * as below, without the trip through double. */
-        f = 1 / FSM_B(block_exp_sum_part)(x, e, 0, n, si, w, m);
+        f = 1 / FSM_B(block_exp_sum_part)(x, e, 0, n, si, w, &m);
     } else {
         ACC acc[BW];
-        FSM_B(block_exp_sum)(x, e, n, si, w, m, acc);
+        FSM_B(block_exp_sum)(x, e, n, si, w, &m, acc);
         for (int k = 0; k < BW; k++) f[k] = (REAL)(1 / acc[k]);
     }
     if (e) {
@@ -136,7 +137,7 @@ FSM_ALWAYS_INLINE void FSM_B(fsm_log_softmax_block)(const REAL *x, const REAL *u
     (void)unused;
     ACC acc[BW];
     const BVEC m = FSM_B(block_max)(x, n, si, w);
-    FSM_B(block_exp_sum)(x, NULL, n, si, w, m, acc);
+    FSM_B(block_exp_sum)(x, NULL, n, si, w, &m, acc);
     BVEC log_sum;
     for (int k = 0; k < BW; k++) log_sum[k] = (REAL)fsm_log_ge1(acc[k]); /* vectorises */
     for (ptrdiff_t i = 0; i < n; i++) FSM_STORE(out, i, (FSM_LOAD(x, i) - m) - log_sum);
