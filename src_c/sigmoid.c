@@ -109,9 +109,9 @@ typedef struct {
                          max_threads, fsm_sigmoid_minus_chunks_##SUF, &job);               \
     }
 
-FSM_DEFINE_SIGMOID(float, f32, fsm_expf, fsm_v8f, fsm_vexpf_nonpos, -87.3365402,
+FSM_DEFINE_SIGMOID(float, f32, fsm_expf, fsm_v8f, fsm_vexpf_nonpos, FSM_EXPF_NONPOS_MIN,
                    fsm_load_first_v8f, fsm_store_first_v8f)
-FSM_DEFINE_SIGMOID(double, f64, fsm_exp, fsm_v4d, fsm_vexp_nonpos, -708.3964185322641,
+FSM_DEFINE_SIGMOID(double, f64, fsm_exp, fsm_v4d, fsm_vexp_nonpos, FSM_EXP_NONPOS_MIN,
                    fsm_load_first_v4d, fsm_store_first_v4d)
 
 /* ---- binary cross-entropy loss ------------------------------------------- */

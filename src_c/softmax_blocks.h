@@ -12,16 +12,8 @@
 FSM_DEFINE_VECTOR_OPS(BVEC, BW, FSM_BV, BLOAD_FIRST, BSTORE_FIRST)
 
 /* FSM_BV(store_at) and BEXP_NONPOS of an expression. */
-#define FSM_VSTORE(p, value, w)                                                           \
-    do {                                                                                  \
-        const BVEC v_ = (value);                                                          \
-        FSM_BV(store_at)(p, &v_, w);                                                      \
-    } while (0)
-#define FSM_VEXP_NONPOS(value, result)                                                    \
-    do {                                                                                  \
-        const BVEC v_ = (value);                                                          \
-        (result) = BEXP_NONPOS(&v_);                                                      \
-    } while (0)
+#define FSM_VSTORE(p, value, w) FSM_STORE_VALUE(BVEC, FSM_BV(store_at), p, value, w)
+#define FSM_VEXP_NONPOS(value, result) FSM_EXP_VALUE(BVEC, BEXP_NONPOS, value, result)
 
 /* The w < BW columns of a partial block (element i of column k at x[i*si +
  * k]) into lanes of full vectors (element i at lanes + i*BW, the other

@@ -86,19 +86,20 @@ typedef struct {
 #define FSM_R(name) FSM_K(r##name)
 FSM_DEFINE_VECTOR_OPS(RVREAL, RVW, FSM_R, RLOAD_FIRST, RSTORE_FIRST)
 
-/* FSM_R(store_at) of an expression. */
-#define FSM_RSTORE(p, value, w)                                                           \
+/* STORE_AT (a vector type V's store_at) and EXP of the value of an
+ * expression, for the row vector here and the blocks' in softmax_blocks.h. */
+#define FSM_STORE_VALUE(V, STORE_AT, p, value, w)                                         \
     do {                                                                                  \
-        const RVREAL v_ = (value);                                                        \
-        FSM_K(rstore_at)(p, &v_, w);                                                      \
+        const V v_ = (value);                                                             \
+        STORE_AT(p, &v_, w);                                                              \
     } while (0)
-
-/* RVEXP_NONPOS of an expression. */
-#define FSM_REXP_NONPOS(value, result)                                                    \
+#define FSM_EXP_VALUE(V, EXP_OF, value, result)                                           \
     do {                                                                                  \
-        const RVREAL v_ = (value);                                                        \
-        (result) = RVEXP_NONPOS(&v_);                                                     \
+        const V v_ = (value);                                                             \
+        (result) = EXP_OF(&v_);                                                           \
     } while (0)
+#define FSM_RSTORE(p, value, w) FSM_STORE_VALUE(RVREAL, FSM_R(store_at), p, value, w)
+#define FSM_REXP_NONPOS(value, result) FSM_EXP_VALUE(RVREAL, RVEXP_NONPOS, value, result)
 
 /* Runs BODY with i stepping over [0, n) by row vectors and w the lanes in
  * use: RVW (a constant, for the compiler) up to the last, partial, vector. */
@@ -509,6 +510,8 @@ void FSM_PUBLIC(fsm_log_softmax_backward)(const REAL *grad, const REAL *logp, RE
 #undef FSM_VMAX
 #undef FSM_FOR_VECTORS
 #undef FSM_RSTORE
+#undef FSM_STORE_VALUE
+#undef FSM_EXP_VALUE
 #undef FSM_REXP_NONPOS
 #undef FSM_R
 #undef FSM_HALF

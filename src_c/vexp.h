@@ -147,18 +147,23 @@ static const uint32_t fsm_exp2_sixteenths[16] = {
  * garbage, never undefined. */
 #define FSM_EXPF16_SCALE(ti, tj) ((tj) + ((ti) << 19))
 
+/* Below these (log of the smallest normal float, double) the exps for
+ * arguments <= 0 return 0. */
+#define FSM_EXPF_NONPOS_MIN -87.3365402f
+#define FSM_EXP_NONPOS_MIN -708.3964185322641
+
 FSM_ALWAYS_INLINE float fsm_expf_nonpos(float x)
 {
     float t, k, r, p;
     FSM_EXPF16_REDUCED(x, t, k, r, p);
     const uint32_t ti = fsm_bits_f32(t);
     const float s = fsm_from_bits_f32(FSM_EXPF16_SCALE(ti, fsm_exp2_sixteenths[ti & 15]));
-    return x < -87.3365402f ? 0.0f : s * p + s; /* log(FLT_MIN) */
+    return x < FSM_EXPF_NONPOS_MIN ? 0.0f : s * p + s;
 }
 
 FSM_ALWAYS_INLINE double fsm_exp_nonpos(double x)
 {
-    const double lo = -708.3964185322641; /* log(DBL_MIN) */
+    const double lo = FSM_EXP_NONPOS_MIN;
     double t;
     const double p = fsm_exp_reduced(x < lo ? lo : x, &t);
     uint64_t scale = (fsm_bits_f64(t) << 52)
@@ -197,7 +202,7 @@ FSM_ALWAYS_INLINE fsm_v16u fsm_exp2_sixteenths_v16(const fsm_v16u *ti)
         FSM_EXPF16_REDUCED(x, t, k, r, p);                                               \
         const VU ti = (VU)t;                                                             \
         const VF s = (VF)FSM_EXPF16_SCALE(ti, lookup(&ti));                              \
-        return FSM_VSELECT(x < -87.3365402f, (VF){0}, s * p + s);                        \
+        return FSM_VSELECT(x < FSM_EXPF_NONPOS_MIN, (VF){0}, s * p + s);                 \
     }
 
 #define FSM_DEFINE_VEXP_NONPOS(name, VD, VU)                                             \
@@ -209,7 +214,7 @@ FSM_ALWAYS_INLINE fsm_v16u fsm_exp2_sixteenths_v16(const fsm_v16u *ti)
         const VU scale = ((VU)t << 52) + (((uint64_t)1023 << 52)                         \
                                           - (fsm_bits_f64(FSM_ROUND_MAGIC_F64) << 52));  \
         const VD result = p * (VD)scale;                                                 \
-        return FSM_VSELECT(x < -708.3964185322641, (VD){0}, result);                     \
+        return FSM_VSELECT(x < FSM_EXP_NONPOS_MIN, (VD){0}, result);                     \
     }
 
 FSM_DEFINE_VEXPF_NONPOS(fsm_vexpf_nonpos, fsm_v8f, fsm_v8u, fsm_exp2_sixteenths_v8)
