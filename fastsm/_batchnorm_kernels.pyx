@@ -39,6 +39,8 @@ cdef extern from "batchnorm.h" nogil:
     int fsm_bn_apply_f64(const double *g, const double *x, double *out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const double *a, const double *s, const double *mean, const double *t, int max_threads)
     int fsm_bn_train_f32(const float *x, float *out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const double *weight, const double *bias, double eps, double *mean, double *m2, double *invstd, int max_threads)
     int fsm_bn_train_f64(const double *x, double *out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const double *weight, const double *bias, double eps, double *mean, double *m2, double *invstd, int max_threads)
+    int fsm_bn_backward_f32(const float *g, const float *x, float *out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const double *mean, const double *invstd, const double *weight, double *sum_g, double *sum_gxc, int max_threads)
+    int fsm_bn_backward_f64(const double *g, const double *x, double *out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, const double *mean, const double *invstd, const double *weight, double *sum_g, double *sum_gxc, int max_threads)
 
 
 cdef inline void *data_or_null(object a):
@@ -377,27 +379,35 @@ def fast_backward(grad, x, weight, mean, invstd, training, axis, out):
     try:
         to_double(mean, mu, C)
         to_double(invstd, inv, C)
-        with nogil:
-            if typ == cnp.NPY_FLOAT32:
-                status = fsm_bn_grad_sums_f32(<const float *>gp, <const float *>xp, outer, C,
-                                              inner, mu, sum_g, sum_gxc, threads)
-            else:
-                status = fsm_bn_grad_sums_f64(<const double *>gp, <const double *>xp, outer, C,
-                                              inner, mu, sum_g, sum_gxc, threads)
-        check(status)
-        fsm_bn_backward_factors(inv, wp, sum_g, sum_gxc, C, count, k, s, t)
-        if not training:
-            xp = NULL
-        with nogil:
-            if typ == cnp.NPY_FLOAT32:
-                status = fsm_bn_apply_f32(<const float *>gp, <const float *>xp, <float *>dp,
-                                          outer, C, inner, k, s if xp else NULL,
-                                          mu if xp else NULL, t if xp else NULL, threads)
-            else:
-                status = fsm_bn_apply_f64(<const double *>gp, <const double *>xp, <double *>dp,
-                                          outer, C, inner, k, s if xp else NULL,
-                                          mu if xp else NULL, t if xp else NULL, threads)
-        check(status)
+        if training:
+            with nogil:
+                if typ == cnp.NPY_FLOAT32:
+                    status = fsm_bn_backward_f32(<const float *>gp, <const float *>xp,
+                                                 <float *>dp, outer, C, inner, mu, inv, wp,
+                                                 sum_g, sum_gxc, threads)
+                else:
+                    status = fsm_bn_backward_f64(<const double *>gp, <const double *>xp,
+                                                 <double *>dp, outer, C, inner, mu, inv, wp,
+                                                 sum_g, sum_gxc, threads)
+            check(status)
+        else:
+            with nogil:
+                if typ == cnp.NPY_FLOAT32:
+                    status = fsm_bn_grad_sums_f32(<const float *>gp, <const float *>xp, outer,
+                                                  C, inner, mu, sum_g, sum_gxc, threads)
+                else:
+                    status = fsm_bn_grad_sums_f64(<const double *>gp, <const double *>xp, outer,
+                                                  C, inner, mu, sum_g, sum_gxc, threads)
+            check(status)
+            fsm_bn_backward_factors(inv, wp, sum_g, sum_gxc, C, count, k, s, t)
+            with nogil:
+                if typ == cnp.NPY_FLOAT32:
+                    status = fsm_bn_apply_f32(<const float *>gp, NULL, <float *>dp, outer, C,
+                                              inner, k, NULL, NULL, NULL, threads)
+                else:
+                    status = fsm_bn_apply_f64(<const double *>gp, NULL, <double *>dp, outer, C,
+                                              inner, k, NULL, NULL, NULL, threads)
+            check(status)
         for c in range(C):
             sum_gxc[c] *= inv[c]
         return dx, per_feature_result(sum_gxc, C, typ), per_feature_result(sum_g, C, typ)

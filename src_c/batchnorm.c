@@ -148,29 +148,38 @@ static void fsm_bn_finish_runs(const fsm_bn_plan *p, const double *part_mean,
     }
 }
 
-/* Sums of partials in a fixed order: column layout (block-major) folds the
- * blocks into block 0's row, then the inner columns of each feature; run
- * layout (feature-major) sums each feature's blocks.  Overwrites the partials. */
-static void fsm_bn_finish_sums(const fsm_bn_plan *p, double *part, double *sum)
+/* Run-layout partial sums (feature-major) -> features [c0, c1), each
+ * feature's blocks in order. */
+static void fsm_bn_finish_run_sums(const fsm_bn_plan *p, const double *part, ptrdiff_t c0,
+                                   ptrdiff_t c1, double *sum)
 {
-    if (p->columns) {
-        for (ptrdiff_t b = 1; b < p->nblocks; b++)
-            for (ptrdiff_t k = 0; k < p->width; k++) part[k] += part[b * p->width + k];
-        for (ptrdiff_t c = 0; c < p->C; c++) sum[c] = 0;
-        for (ptrdiff_t j = 0; j < p->inner; j++)
-            for (ptrdiff_t c = 0; c < p->C; c++) sum[c] += part[c * p->inner + j];
-    } else {
-        for (ptrdiff_t c = 0; c < p->C; c++) {
-            double s = 0;
-            for (ptrdiff_t b = 0; b < p->nblocks; b++) s += part[c * p->nblocks + b];
-            sum[c] = s;
-        }
+    for (ptrdiff_t c = c0; c < c1; c++) {
+        double s = 0;
+        for (ptrdiff_t b = 0; b < p->nblocks; b++) s += part[c * p->nblocks + b];
+        sum[c] = s;
     }
 }
 
-/* Whether the training forward runs feature by feature: each task reads one
- * feature's runs, finds its statistics and normalises the runs while they
- * are still in cache, with nothing to merge between tasks.  Not for the
+/* Sums of partials in a fixed order: column layout (block-major) folds the
+ * blocks into block 0's row, then the inner columns of each feature; run
+ * layout as fsm_bn_finish_run_sums.  Overwrites the partials. */
+static void fsm_bn_finish_sums(const fsm_bn_plan *p, double *part, double *sum)
+{
+    if (!p->columns) {
+        fsm_bn_finish_run_sums(p, part, 0, p->C, sum);
+        return;
+    }
+    for (ptrdiff_t b = 1; b < p->nblocks; b++)
+        for (ptrdiff_t k = 0; k < p->width; k++) part[k] += part[b * p->width + k];
+    for (ptrdiff_t c = 0; c < p->C; c++) sum[c] = 0;
+    for (ptrdiff_t j = 0; j < p->inner; j++)
+        for (ptrdiff_t c = 0; c < p->C; c++) sum[c] += part[c * p->inner + j];
+}
+
+/* Whether the training forward and backward run feature by feature: each
+ * task reads one feature's runs, finds its statistics (or gradient sums) and
+ * writes the feature's output runs while the inputs are still in cache, with
+ * nothing to merge between tasks.  Not for the
  * column layout, where a feature's values are a column of a (usually
  * power-of-two wide) matrix: the column tiles of all rows conflict in cache.
  * Either way a feature's statistics are the same numbers. */

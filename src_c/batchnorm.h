@@ -33,7 +33,14 @@
     int fsm_bn_train_##SUF(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C,            \
                            ptrdiff_t inner, const double *weight, const double *bias,         \
                            double eps, double *mean, double *m2, double *invstd,              \
-                           int max_threads);
+                           int max_threads);                                                  \
+    /* Training backward in one call: sum_g[c] and sum_gxc[c] as fsm_bn_grad_sums,            \
+     * and out = dx, fsm_bn_apply of the factors of fsm_bn_backward_factors                   \
+     * (weight NULL: ones).  out may be g or x. */                                            \
+    int fsm_bn_backward_##SUF(const REAL *g, const REAL *x, REAL *out, ptrdiff_t outer,       \
+                              ptrdiff_t C, ptrdiff_t inner, const double *mean,               \
+                              const double *invstd, const double *weight, double *sum_g,      \
+                              double *sum_gxc, int max_threads);
 
 /* Per-feature factors: invstd[c] = 1 / sqrt(v[c] / divisor + eps) and
  * scale[c] = invstd[c] * weight[c] (weight NULL: ones). */

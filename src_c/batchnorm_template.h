@@ -23,9 +23,12 @@ typedef struct {
     REAL *pa, *ps, *pm, *pt;   /* apply: the factors per column (column layout) or feature */
     int descending;            /* apply, column layout: columns from the last (fsm_bn_descending) */
     int blocked;               /* statistics, column layout: fsm_bn_tile_stats_blocked */
-    const double *weight;      /* train: weight (or NULL), eps; writes mean, m2, invstd and */
-    double eps;                /* scale = invstd * weight, which is s */
-    double *mean_out, *m2, *invstd, *scale;
+    const double *weight;      /* train and backward: weight (or NULL) */
+    double eps;                /* train: eps; writes mean, m2, invstd and */
+    double *mean_out, *m2, *invstd, *scale; /* scale = invstd * weight, which is s */
+    const double *given_invstd; /* backward: invstd; writes sum_g, sum_gxc and the */
+    double *sum_g, *sum_gxc;    /* per-feature factors k, s, t into `factors` (3*C */
+    double *factors;            /* values), which a, s and t point into */
 } FSM_K(fsm_bn_job);
 
 /* Lane sums: FSM_BN_LANES partial sums combined in a fixed tree, which the
@@ -404,38 +407,43 @@ FSM_HOT static void FSM_K(fsm_bn_grad_columns)(void *ctx, ptrdiff_t t0, ptrdiff_
     }
 }
 
-/* Run layout: part_a / part_b[c*nblocks + b], m given per feature. */
+/* Run layout: part_a / part_b[c*nblocks + b] = sum(g) and sum(g * (x - m))
+ * over feature c's runs in block b, m = pm[c]. */
+FSM_BN_INLINE void FSM_K(fsm_bn_run_block_grad)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c,
+                                                ptrdiff_t b)
+{
+    const fsm_bn_plan *p = &job->p;
+    const ptrdiff_t o0 = b * p->rows, o1 = o0 + fsm_bn_block_rows(p, b);
+    double sg = 0, sgx = 0;
+    for (ptrdiff_t o = o0; o < o1; o++) {
+        const ptrdiff_t offset = (o * p->C + c) * p->inner;
+        double rg, rgx;
+        FSM_K(fsm_bn_sum_grad)(job->g + offset, job->x + offset, p->inner, job->pm[c], &rg,
+                               &rgx);
+        sg += rg;
+        sgx += rgx;
+    }
+    job->part_a[c * p->nblocks + b] = sg;
+    job->part_b[c * p->nblocks + b] = sgx;
+}
+
 FSM_HOT static void FSM_K(fsm_bn_grad_runs)(void *ctx, ptrdiff_t t0, ptrdiff_t t1)
 {
     const FSM_K(fsm_bn_job) *job = ctx;
-    const fsm_bn_plan *p = &job->p;
-    for (ptrdiff_t t = t0; t < t1; t++) {
-        const ptrdiff_t c = t / p->nblocks, b = t % p->nblocks, o0 = b * p->rows;
-        const ptrdiff_t o1 = o0 + fsm_bn_block_rows(p, b);
-        double sg = 0, sgx = 0;
-        for (ptrdiff_t o = o0; o < o1; o++) {
-            const ptrdiff_t offset = (o * p->C + c) * p->inner;
-            double rg, rgx;
-            FSM_K(fsm_bn_sum_grad)(job->g + offset, job->x + offset, p->inner, job->pm[c], &rg,
-                                   &rgx);
-            sg += rg;
-            sgx += rgx;
-        }
-        job->part_a[c * p->nblocks + b] = sg;
-        job->part_b[c * p->nblocks + b] = sgx;
-    }
+    for (ptrdiff_t t = t0; t < t1; t++)
+        FSM_K(fsm_bn_run_block_grad)(job, t / job->p.nblocks, t % job->p.nblocks);
 }
 
 /* Redoes sum(g) and sum(g * (x - mean)) of the features whose fast sums
  * are not finite, in double throughout: a REAL partial sum may overflow
  * where the double one does not. */
-static void FSM_K(fsm_bn_fix_grad_sums)(const FSM_K(fsm_bn_job) *job, double *sum_g,
-                                        double *sum_gxc)
+static void FSM_K(fsm_bn_fix_grad_sums)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0,
+                                        ptrdiff_t c1, double *sum_g, double *sum_gxc)
 {
     const fsm_bn_plan *p = &job->p;
-    if (fsm_bn_all_finite(sum_g, sum_gxc, 0, p->C))
+    if (fsm_bn_all_finite(sum_g, sum_gxc, c0, c1))
         return;
-    for (ptrdiff_t c = 0; c < p->C; c++) {
+    for (ptrdiff_t c = c0; c < c1; c++) {
         if (isfinite(sum_g[c]) && isfinite(sum_gxc[c]))
             continue;
         double sg = 0, sgx = 0;
@@ -479,7 +487,7 @@ int FSM_K(fsm_bn_grad_sums)(const REAL *g, const REAL *x, ptrdiff_t outer, ptrdi
     fsm_bn_finish_sums(p, job.part_b, sum_gxc);
     for (ptrdiff_t c = 0; c < C; c++)
         sum_gxc[c] += ((double)(REAL)mean[c] - mean[c]) * sum_g[c];
-    FSM_K(fsm_bn_fix_grad_sums)(&job, sum_g, sum_gxc);
+    FSM_K(fsm_bn_fix_grad_sums)(&job, 0, C, sum_g, sum_gxc);
     free(part);
     return 0;
 }
@@ -746,6 +754,85 @@ int FSM_K(fsm_bn_train)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C, 
         fsm_bn_invstd(m2, C, (double)(outer * inner), eps, weight, invstd, job.scale);
         FSM_K(fsm_bn_run_apply)(&job, max_threads);
     }
+    free(scratch);
+    return 0;
+}
+
+/* ---- training backward: gradient sums, then dx ------------------------- */
+
+/* Run layout, features [c0, c1): each sums its gradient terms exactly as
+ * fsm_bn_grad_sums does (same blocks, same order), finds its factors, and
+ * writes its runs of dx while g and x are still in cache. */
+FSM_HOT static void FSM_K(fsm_bn_backward_features)(void *ctx, ptrdiff_t c0, ptrdiff_t c1)
+{
+    const FSM_K(fsm_bn_job) *job = ctx;
+    const fsm_bn_plan *p = &job->p;
+    const ptrdiff_t C = p->C;
+    const double count = (double)(p->outer * p->inner);
+    for (ptrdiff_t c = c0; c < c1; c++) {
+        job->pm[c] = (REAL)job->mean[c];
+        for (ptrdiff_t b = 0; b < p->nblocks; b++) FSM_K(fsm_bn_run_block_grad)(job, c, b);
+        fsm_bn_finish_run_sums(p, job->part_a, c, c + 1, job->sum_g);
+        fsm_bn_finish_run_sums(p, job->part_b, c, c + 1, job->sum_gxc);
+        job->sum_gxc[c] += ((double)job->pm[c] - job->mean[c]) * job->sum_g[c];
+        FSM_K(fsm_bn_fix_grad_sums)(job, c, c + 1, job->sum_g, job->sum_gxc);
+        fsm_bn_backward_factors(job->given_invstd + c, job->weight ? job->weight + c : NULL,
+                                job->sum_g + c, job->sum_gxc + c, 1, count, job->factors + c,
+                                job->factors + C + c, job->factors + 2 * C + c);
+        FSM_K(fsm_bn_fill_params)(job, c, c + 1);
+        for (ptrdiff_t o = 0; o < p->outer; o++)
+            FSM_K(fsm_bn_apply_span)(job, (o * C + c) * p->inner, p->inner, c, 0);
+    }
+}
+
+/* The column layout's backward: the sums, the factors, then the elementwise pass. */
+static int FSM_K(fsm_bn_backward_in_passes)(const REAL *g, const REAL *x, REAL *out,
+                                            ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
+                                            const double *mean, const double *invstd,
+                                            const double *weight, double *sum_g,
+                                            double *sum_gxc, int max_threads)
+{
+    double *factors = malloc(3 * (size_t)C * sizeof *factors);
+    if (!factors)
+        return -1;
+    double *k = factors, *s = factors + C, *t = factors + 2 * C;
+    int status = FSM_K(fsm_bn_grad_sums)(g, x, outer, C, inner, mean, sum_g, sum_gxc,
+                                         max_threads);
+    if (status == 0) {
+        fsm_bn_backward_factors(invstd, weight, sum_g, sum_gxc, C, (double)(outer * inner), k,
+                                s, t);
+        status = FSM_K(fsm_bn_apply)(g, x, out, outer, C, inner, k, s, mean, t, max_threads);
+    }
+    free(factors);
+    return status;
+}
+
+int FSM_K(fsm_bn_backward)(const REAL *g, const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C,
+                           ptrdiff_t inner, const double *mean, const double *invstd,
+                           const double *weight, double *sum_g, double *sum_gxc,
+                           int max_threads)
+{
+    FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .g = g, .x = x, .out = out,
+                             .mean = mean, .weight = weight, .given_invstd = invstd,
+                             .sum_g = sum_g, .sum_gxc = sum_gxc};
+    const fsm_bn_plan *p = &job.p;
+    if (!fsm_bn_by_feature(p))
+        return FSM_K(fsm_bn_backward_in_passes)(g, x, out, outer, C, inner, mean, invstd, weight,
+                                                sum_g, sum_gxc, max_threads);
+    const ptrdiff_t np = fsm_bn_partial_count(p);
+    double *scratch = malloc((2 * (size_t)np + 3 * (size_t)C) * sizeof *scratch
+                             + FSM_K(fsm_bn_params_size)(p) * sizeof(REAL));
+    if (!scratch)
+        return -1;
+    job.part_a = scratch;
+    job.part_b = scratch + np;
+    job.factors = scratch + 2 * np;
+    job.a = job.factors;
+    job.s = job.factors + C;
+    job.t = job.factors + 2 * C;
+    FSM_K(fsm_bn_set_params)(&job, (REAL *)(job.factors + 3 * C));
+    fsm_parallel_for(C, FSM_BN_WORK(5 * outer * inner), max_threads,
+                     FSM_K(fsm_bn_backward_features), &job);
     free(scratch);
     return 0;
 }

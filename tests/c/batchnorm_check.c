@@ -145,6 +145,50 @@ static void train_##SUF(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)          
 RUN_TRAIN(float, f32, 1e-6)
 RUN_TRAIN(double, f64, 0)
 
+/* The one-call training backward: the same bits as fsm_bn_grad_sums,
+ * fsm_bn_backward_factors and fsm_bn_apply one after another, for 1 to 3
+ * threads, with and without weight, and in place over g and over x. */
+#define RUN_BACKWARD(REAL, SUF)                                                               \
+static void backward_##SUF(ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner)                     \
+{                                                                                             \
+    ptrdiff_t n = outer * C * inner;                                                          \
+    REAL *x = malloc(n * sizeof *x), *g = malloc(n * sizeof *g), *want = malloc(n * sizeof *want); \
+    REAL *dx = malloc(n * sizeof *dx);                                                        \
+    double *w = malloc(C * 8), *mean = malloc(C * 8), *m2 = malloc(C * 8), *inv = malloc(C * 8); \
+    double *sg = malloc(C * 8), *sgx = malloc(C * 8), *sg1 = malloc(C * 8), *sgx1 = malloc(C * 8); \
+    double *k = malloc(C * 8), *s = malloc(C * 8), *t = malloc(C * 8);                        \
+    const double count = (double)(outer * inner);                                             \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                       \
+        x[i] = (REAL)(3.0 + sin((double)i * 0.29) * 2);                                       \
+        g[i] = (REAL)cos((double)i * 0.13);                                                   \
+    }                                                                                         \
+    for (ptrdiff_t c = 0; c < C; c++) w[c] = 0.75 - 0.125 * (double)c;                        \
+    CHECK(fsm_bn_stats_##SUF(x, outer, C, inner, mean, m2, 1) == 0, "alloc");                 \
+    fsm_bn_invstd(m2, C, count, 1e-5, NULL, inv, k);                                          \
+    for (int weighted = 0; weighted <= 1; weighted++) {                                       \
+        const double *wp = weighted ? w : NULL;                                               \
+        CHECK(fsm_bn_grad_sums_##SUF(g, x, outer, C, inner, mean, sg, sgx, 1) == 0, "alloc"); \
+        fsm_bn_backward_factors(inv, wp, sg, sgx, C, count, k, s, t);                         \
+        CHECK(fsm_bn_apply_##SUF(g, x, want, outer, C, inner, k, s, mean, t, 1) == 0, "alloc"); \
+        for (int run = 1; run <= 5; run++) {                                                  \
+            const REAL *gin = g, *xin = x;                                                    \
+            if (run == 4) gin = memcpy(dx, g, n * sizeof *dx);  /* dx over g */               \
+            if (run == 5) xin = memcpy(dx, x, n * sizeof *dx);  /* dx over x */               \
+            CHECK(fsm_bn_backward_##SUF(gin, xin, dx, outer, C, inner, mean, inv, wp, sg1,    \
+                                        sgx1, run <= 3 ? run : 2) == 0, "alloc");             \
+            CHECK(!memcmp(sg, sg1, C * 8) && !memcmp(sgx, sgx1, C * 8)                        \
+                  && !memcmp(want, dx, n * sizeof *dx),                                       \
+                  #SUF " backward differs from its passes, run %d weighted %d (%td,%td,%td)", \
+                  run, weighted, outer, C, inner);                                            \
+        }                                                                                     \
+    }                                                                                         \
+    free(x); free(g); free(want); free(dx); free(w); free(mean); free(m2); free(inv);         \
+    free(sg); free(sgx); free(sg1); free(sgx1); free(k); free(s); free(t);                    \
+}
+
+RUN_BACKWARD(float, f32)
+RUN_BACKWARD(double, f64)
+
 /* Special values, as PyTorch: feature 0 holding v has mean want_mean and m2
  * want_m2 (NaN compared as NaN), from fsm_bn_stats and fsm_bn_train alike;
  * feature 1 (finite) is unaffected. */
@@ -299,6 +343,8 @@ int main(void)
                 run_f64(o, C, in);
                 train_f32(o, C, in);
                 train_f64(o, C, in);
+                backward_f32(o, C, in);
+                backward_f64(o, C, in);
                 cases++;
             }
     placements(5, 37);
