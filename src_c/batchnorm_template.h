@@ -23,6 +23,7 @@ typedef struct {
     REAL *pa, *ps, *pm, *pt;   /* apply: the factors per column (column layout) or feature */
     int descending;            /* apply, column layout: columns from the last (fsm_bn_descending) */
     int blocked;               /* statistics, column layout: fsm_bn_tile_stats_blocked */
+    int stream;                /* elementwise, run layout: fsm_bn_run_span streams */
     const double *weight;      /* train and backward: weight (or NULL) */
     double eps;                /* train: eps; writes mean, m2, invstd and */
     double *mean_out, *m2, *invstd, *scale; /* scale = invstd * weight, which is s */
@@ -498,11 +499,11 @@ int FSM_K(fsm_bn_grad_sums)(const REAL *g, const REAL *x, ptrdiff_t outer, ptrdi
  * column; 0: the same for the whole run).  Written out three times so that
  * each loop has only the terms it needs.  The gradient's grouping is
  * PyTorch's, so that infinities and NaNs land where they land there. */
-FSM_BN_INLINE void FSM_K(fsm_bn_apply_span)(const FSM_K(fsm_bn_job) *job, ptrdiff_t offset,
-                                            ptrdiff_t n, ptrdiff_t param, ptrdiff_t step)
+FSM_BN_INLINE void FSM_K(fsm_bn_apply_span_to)(const FSM_K(fsm_bn_job) *job, ptrdiff_t offset,
+                                               ptrdiff_t n, ptrdiff_t param, ptrdiff_t step,
+                                               REAL *out)
 {
     const REAL *g = job->g ? job->g + offset : NULL, *x = job->x ? job->x + offset : NULL;
-    REAL *out = job->out + offset;
     const REAL *pa = job->pa + param, *ps = job->ps + param, *pm = job->pm + param,
                *pt = job->pt + param;
     if (!g) {
@@ -514,6 +515,35 @@ FSM_BN_INLINE void FSM_K(fsm_bn_apply_span)(const FSM_K(fsm_bn_job) *job, ptrdif
         for (ptrdiff_t i = 0; i < n; i++)
             out[i] = pa[i * step] * ((g[i] + pt[i * step]) + ps[i * step] * (x[i] - pm[i * step]));
     }
+}
+
+FSM_BN_INLINE void FSM_K(fsm_bn_apply_span)(const FSM_K(fsm_bn_job) *job, ptrdiff_t offset,
+                                            ptrdiff_t n, ptrdiff_t param, ptrdiff_t step)
+{
+    FSM_K(fsm_bn_apply_span_to)(job, offset, n, param, step, job->out + offset);
+}
+
+/* A run of feature `param` (its factors constant): fsm_bn_apply_span, but
+ * with job->stream the values go out by non-temporal stores, a buffer in L1
+ * at a time, which saves reading each output line before writing it and
+ * keeps the output from evicting the inputs.  The range function that calls
+ * it ends with fsm_bn_stream_fence. */
+FSM_BN_INLINE void FSM_K(fsm_bn_run_span)(const FSM_K(fsm_bn_job) *job, ptrdiff_t offset,
+                                          ptrdiff_t n, ptrdiff_t param)
+{
+    REAL *out = job->out + offset;
+    ptrdiff_t head = (ptrdiff_t)((FSM_BN_STREAM_ALIGN - (uintptr_t)out % FSM_BN_STREAM_ALIGN)
+                                 % FSM_BN_STREAM_ALIGN / sizeof(REAL));
+    if (!job->stream || (uintptr_t)out % sizeof(REAL) || head > n)
+        head = n;
+    FSM_K(fsm_bn_apply_span_to)(job, offset, head, param, 0, out);
+    ptrdiff_t i = head;
+    for (; i + FSM_BN_STREAM_VALUES <= n; i += FSM_BN_STREAM_VALUES) {
+        REAL buf[FSM_BN_STREAM_VALUES] __attribute__((aligned(64)));
+        FSM_K(fsm_bn_apply_span_to)(job, offset + i, FSM_BN_STREAM_VALUES, param, 0, buf);
+        fsm_bn_stream_copy(out + i, buf, sizeof buf);
+    }
+    FSM_K(fsm_bn_apply_span_to)(job, offset + i, n - i, param, 0, out + i);
 }
 
 /* Column layout, rows r and r + 1, columns [col0, col1): the same
@@ -577,7 +607,8 @@ FSM_HOT static void FSM_K(fsm_bn_apply_runs)(void *ctx, ptrdiff_t r0, ptrdiff_t 
 {
     const FSM_K(fsm_bn_job) *job = ctx;
     const ptrdiff_t C = job->p.C, inner = job->p.inner;
-    for (ptrdiff_t r = r0; r < r1; r++) FSM_K(fsm_bn_apply_span)(job, r * inner, inner, r % C, 0);
+    for (ptrdiff_t r = r0; r < r1; r++) FSM_K(fsm_bn_run_span)(job, r * inner, inner, r % C);
+    fsm_bn_stream_fence(job->stream);
 }
 
 typedef struct {
@@ -697,6 +728,7 @@ int FSM_K(fsm_bn_apply)(const REAL *g, const REAL *x, REAL *out, ptrdiff_t outer
 {
     FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .g = g, .x = x, .out = out,
                              .a = a, .s = s, .mean = mean, .t = t};
+    job.stream = fsm_bn_streams(&job.p, (ptrdiff_t)sizeof(REAL));
     REAL *params = malloc(FSM_K(fsm_bn_params_size)(&job.p) * sizeof *params);
     if (!params)
         return -1;
@@ -723,8 +755,9 @@ FSM_HOT static void FSM_K(fsm_bn_train_features)(void *ctx, ptrdiff_t c0, ptrdif
                       job->weight ? job->weight + c : NULL, job->invstd + c, job->scale + c);
         FSM_K(fsm_bn_fill_params)(job, c, c + 1);
         for (ptrdiff_t o = 0; o < p->outer; o++)
-            FSM_K(fsm_bn_apply_span)(job, (o * p->C + c) * p->inner, p->inner, c, 0);
+            FSM_K(fsm_bn_run_span)(job, (o * p->C + c) * p->inner, p->inner, c);
     }
+    fsm_bn_stream_fence(job->stream);
 }
 
 int FSM_K(fsm_bn_train)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
@@ -735,6 +768,7 @@ int FSM_K(fsm_bn_train)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C, 
                              .t = bias, .weight = weight, .eps = eps, .mean_out = mean,
                              .m2 = m2, .invstd = invstd, .mean = mean,
                              .blocked = sizeof(REAL) < sizeof(double)};
+    job.stream = fsm_bn_streams(&job.p, (ptrdiff_t)sizeof(REAL));
     const fsm_bn_plan *p = &job.p;
     const ptrdiff_t np = fsm_bn_partial_count(p);
     double *scratch = malloc((2 * (size_t)np + (size_t)C) * sizeof *scratch
@@ -781,8 +815,9 @@ FSM_HOT static void FSM_K(fsm_bn_backward_features)(void *ctx, ptrdiff_t c0, ptr
                                 job->factors + C + c, job->factors + 2 * C + c);
         FSM_K(fsm_bn_fill_params)(job, c, c + 1);
         for (ptrdiff_t o = 0; o < p->outer; o++)
-            FSM_K(fsm_bn_apply_span)(job, (o * C + c) * p->inner, p->inner, c, 0);
+            FSM_K(fsm_bn_run_span)(job, (o * C + c) * p->inner, p->inner, c);
     }
+    fsm_bn_stream_fence(job->stream);
 }
 
 /* The column layout's backward: the sums, the factors, then the elementwise pass. */
@@ -815,6 +850,7 @@ int FSM_K(fsm_bn_backward)(const REAL *g, const REAL *x, REAL *out, ptrdiff_t ou
     FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .g = g, .x = x, .out = out,
                              .mean = mean, .weight = weight, .given_invstd = invstd,
                              .sum_g = sum_g, .sum_gxc = sum_gxc};
+    job.stream = fsm_bn_streams(&job.p, (ptrdiff_t)sizeof(REAL));
     const fsm_bn_plan *p = &job.p;
     if (!fsm_bn_by_feature(p))
         return FSM_K(fsm_bn_backward_in_passes)(g, x, out, outer, C, inner, mean, invstd, weight,

@@ -221,6 +221,36 @@ def test_results_do_not_depend_on_alignment(rng, shape, dtype):
             np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_outputs_written_past_the_caches(rng, dtype):
+    # Outputs of 16 MB and more in runs of 2 KB and more go out by
+    # non-temporal stores, a buffer at a time from each run's first whole
+    # cache line: the values, alignment, threads and in place as elsewhere.
+    shape = (3, 2, 703, 1001) if dtype == np.float32 else (3, 2, 501, 703)
+    x, w, b = inputs(rng, shape, 1, dtype)
+    grad = rng.standard_normal(shape).astype(dtype)
+    rm, rv = np.zeros(2, dtype), np.ones(2, dtype)
+    want = ref.batch_norm_forward(x, w, b, rm.copy(), rv.copy())
+    want_eval = ref.batch_norm_forward(x, w, b, rm, rv, training=False)
+    want_dx = ref.batch_norm_backward(grad, x, w, want[1], want[2])
+    got = fastsm.batch_norm_forward(x, w, b, rm.copy(), rv.copy())
+    for g, e in zip(got, want):
+        close(g, e, dtype)
+    close(fastsm.batch_norm_forward(x, w, b, rm, rv, training=False)[0], want_eval[0], dtype)
+    dx = fastsm.batch_norm_backward(grad, x, w, got[1], got[2])
+    for g, e in zip(dx, want_dx):
+        close(g, e, dtype)
+    with fastsm.threads(1):
+        np.testing.assert_array_equal(fastsm.batch_norm_forward(x, w, b)[0], got[0])
+        np.testing.assert_array_equal(fastsm.batch_norm_backward(grad, x, w, got[1], got[2])[0],
+                                      dx[0])
+    xv = at_offset(x, 3)
+    np.testing.assert_array_equal(fastsm.batch_norm_forward(xv, w, b, out=xv)[0], got[0])
+    gv = at_offset(grad, 1)
+    np.testing.assert_array_equal(
+        fastsm.batch_norm_backward(gv, x, w, got[1], got[2], out=gv)[0], dx[0])
+
+
 def test_out_and_in_place(rng):
     x, w, b = inputs(rng, (30, 4, 6), 1, np.float32)
     y, _, _ = fastsm.batch_norm_forward(x, w, b)

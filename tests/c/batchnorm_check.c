@@ -347,6 +347,13 @@ int main(void)
                 backward_f64(o, C, in);
                 cases++;
             }
+    /* outputs past FSM_BN_STREAM_MIN, runs misaligned: the streamed pass */
+    run_f32(2, 3, 700001);
+    train_f32(2, 3, 700001);
+    backward_f32(2, 3, 700001);
+    run_f64(3, 2, 350003);
+    train_f64(3, 2, 350003);
+    backward_f64(3, 2, 350003);
     placements(5, 37);
     placements(256, 1024);
     specials();
