@@ -209,10 +209,13 @@ static int fsm_bn_by_feature(const fsm_bn_plan *p)
 }
 
 /* Whether the elementwise pass of the run layout streams its output
- * (FSM_BN_STREAM_MIN), values of `size` bytes. */
-static int fsm_bn_streams(const fsm_bn_plan *p, ptrdiff_t size)
+ * (FSM_BN_STREAM_MIN), values of `size` bytes.  Not in place: a line of an
+ * input just read sits in cache, and streaming over it came out slower. */
+static int fsm_bn_streams(const fsm_bn_plan *p, ptrdiff_t size, const void *out,
+                          const void *g, const void *x)
 {
-    return FSM_BN_CAN_STREAM && !p->columns && p->inner * size >= FSM_BN_STREAM_RUN
+    return FSM_BN_CAN_STREAM && !p->columns && out != g && out != x
+           && p->inner * size >= FSM_BN_STREAM_RUN
            && p->outer * p->C * p->inner * size >= FSM_BN_STREAM_MIN;
 }
 

@@ -728,7 +728,7 @@ int FSM_K(fsm_bn_apply)(const REAL *g, const REAL *x, REAL *out, ptrdiff_t outer
 {
     FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .g = g, .x = x, .out = out,
                              .a = a, .s = s, .mean = mean, .t = t};
-    job.stream = fsm_bn_streams(&job.p, (ptrdiff_t)sizeof(REAL));
+    job.stream = fsm_bn_streams(&job.p, (ptrdiff_t)sizeof(REAL), out, g, x);
     REAL *params = malloc(FSM_K(fsm_bn_params_size)(&job.p) * sizeof *params);
     if (!params)
         return -1;
@@ -768,7 +768,7 @@ int FSM_K(fsm_bn_train)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C, 
                              .t = bias, .weight = weight, .eps = eps, .mean_out = mean,
                              .m2 = m2, .invstd = invstd, .mean = mean,
                              .blocked = sizeof(REAL) < sizeof(double)};
-    job.stream = fsm_bn_streams(&job.p, (ptrdiff_t)sizeof(REAL));
+    job.stream = fsm_bn_streams(&job.p, (ptrdiff_t)sizeof(REAL), out, NULL, x);
     const fsm_bn_plan *p = &job.p;
     const ptrdiff_t np = fsm_bn_partial_count(p);
     double *scratch = malloc((2 * (size_t)np + (size_t)C) * sizeof *scratch
@@ -850,7 +850,7 @@ int FSM_K(fsm_bn_backward)(const REAL *g, const REAL *x, REAL *out, ptrdiff_t ou
     FSM_K(fsm_bn_job) job = {.p = fsm_bn_make_plan(outer, C, inner), .g = g, .x = x, .out = out,
                              .mean = mean, .weight = weight, .given_invstd = invstd,
                              .sum_g = sum_g, .sum_gxc = sum_gxc};
-    job.stream = fsm_bn_streams(&job.p, (ptrdiff_t)sizeof(REAL));
+    job.stream = fsm_bn_streams(&job.p, (ptrdiff_t)sizeof(REAL), out, g, x);
     const fsm_bn_plan *p = &job.p;
     if (!fsm_bn_by_feature(p))
         return FSM_K(fsm_bn_backward_in_passes)(g, x, out, outer, C, inner, mean, invstd, weight,
