@@ -152,12 +152,10 @@ def target_weight_sum(t, n, ignore_index, weight):
 def xent_block(x, t, denominator, *, axis, weight, ignore_index, smoothing, per_sample,
                want_grad):
     """(loss part, gradient or None) of a block that holds whole class slices:
-    one kernel pass.  Index targets come with a class axis of length 1.  The
-    loss part keeps a class axis of length 1: one loss per sample
-    (`per_sample`), or the block's sum in float64 with every dimension 1.
-    The gradient is scaled by 1 / denominator when a denominator is given."""
-    if t.ndim == x.ndim and t.dtype.kind in "iu":
-        t = t.reshape(t.shape[:axis] + t.shape[axis + 1:])
+    one kernel pass.  The loss part keeps a class axis of length 1: one loss
+    per sample (`per_sample`), or the block's sum in float64 with every
+    dimension 1.  The gradient is scaled by 1 / denominator when a
+    denominator is given."""
     p = _plan(x, t, axis, weight, ignore_index, "none" if per_sample else "sum", smoothing)
     scale = 1.0
     if denominator is not None:

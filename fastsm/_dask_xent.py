@@ -63,14 +63,17 @@ def _denominator(c):
 def _whole_classes(c, want_grad, denominator):
     """(loss parts, gradient) when each chunk holds whole class slices."""
     x, t, axis = c.x, c.t, c.axis
+    dims = "".join(chr(ord("a") + d) for d in range(x.ndim))
+    t_dims = dims
     if c.is_index:
         if denominator is None:  # no denominator pass has checked the targets
             t = t.map_blocks(_b.valid_targets, **_target_options(c), dtype=np.int64)
-        t = da.expand_dims(t, axis)
-    pairs = da.map_blocks(_b.xent_block, x, t, denominator, axis=axis, weight=c.weight,
-                          ignore_index=c.ignore_index, smoothing=c.smoothing,
-                          per_sample=c.reduction == "none", want_grad=want_grad,
-                          dtype=object, meta=meta(x.ndim, object), token="fastsm-xent")
+        t_dims = dims[:axis] + dims[axis + 1:]  # blockwise pairs the blocks: no reshape tasks
+    pairs = da.blockwise(_b.xent_block, dims, x, dims, t, t_dims,
+                         denominator, None if denominator is None else "", axis=axis,
+                         weight=c.weight, ignore_index=c.ignore_index, smoothing=c.smoothing,
+                         per_sample=c.reduction == "none", want_grad=want_grad, dtype=object,
+                         meta=meta(x.ndim, object), token="fastsm-xent")
     grad = None
     if want_grad:
         grad = da.map_blocks(_b.item, pairs, 1, dtype=c.result, meta=meta(x.ndim, c.result))
