@@ -5,12 +5,14 @@ from . import _result_cache
 def release_memory():
     """Return the memory cached for large results to the operating system.
 
-    A result (or scratch array) of 16 MiB or more is allocated from a cache
-    of mapped blocks rather than by ``malloc``, which would map fresh memory
-    on every call and page-fault all of it.  When such an array is freed, its
-    block stays mapped, up to 256 MiB in at most 8 blocks (least recently
-    freed blocks go first), and the next large result of about its size
-    reuses it.  Call this to unmap the cached blocks now, for instance after
+    A result (or scratch array) of 256 KiB or more is allocated from a
+    cache of mapped blocks rather than by ``malloc``, which maps fresh memory
+    for large blocks on every call, and gives the top of its heap back to
+    the system when several results are freed together, so that the next
+    call page-faults all of it again.  When such an array is freed, its
+    block stays mapped, up to 256 MiB in at most 16 blocks (least recently
+    freed blocks go first), and the next result of about its size reuses
+    it.  Call this to unmap the cached blocks now, for instance after
     training, before the process does something else memory-hungry.  Arrays
     in use are not affected; a later large result fills the cache again.
 

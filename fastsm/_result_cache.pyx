@@ -38,13 +38,16 @@ cdef extern from "Python.h":
 
 # glibc maps every block above its mmap threshold (which it raises up to
 # 32 MiB) afresh; below that it reuses freed heap blocks, though not fully (a
-# 31 MiB result re-faults part of its pages on every call).  From 16 MiB up,
-# rounding blocks to 2 MiB huge pages wastes at most an eighth of a block.
-MIN_BLOCK = 16 << 20
+# 31 MiB result re-faults part of its pages on every call), and it returns
+# the top of the heap to the system once more than twice the threshold is
+# free there: a batch norm forward and backward of (256, 1024) float32, two
+# 1 MiB results, faulted 480 pages a step, 0.95 ms against 0.1 ms without.
+# Below 256 KiB a page fault costs little beside the call.
+MIN_BLOCK = 256 << 10
 # Room for a training step's large arrays (result, gradient, scratch) of a
 # few hundred megabytes at most; more would hold memory the user may want back.
 CAPACITY = 256 << 20
-MAX_BLOCKS = 8
+MAX_BLOCKS = 16
 
 cdef size_t min_block = MIN_BLOCK
 cdef fsm_cache *cache = fsm_cache_new(MIN_BLOCK, CAPACITY, MAX_BLOCKS)

@@ -8,9 +8,12 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* Mapped blocks are multiples of a huge page and aligned to one, so that the
- * kernel can back them with huge pages (fewer page faults and TLB misses). */
+/* Mapped blocks of a huge page or more are multiples of one and aligned to
+ * one, so that the kernel can back them with huge pages (fewer page faults
+ * and TLB misses); smaller ones are multiples of a page, mapped as they come
+ * (rounding them to a huge page would double a 1 MiB block). */
 #define HUGE_PAGE ((size_t)2 << 20)
+#define PAGE ((size_t)4096)
 #define MAX_SLOTS 16
 
 /* Sits just before the data; 64 bytes keep the data 64-byte aligned. */
@@ -49,13 +52,20 @@ static inline size_t mapped_length(size_t size)
 {
     if (size > SIZE_MAX - sizeof(block_header) - HUGE_PAGE)
         return 0;
-    return (size + sizeof(block_header) + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    const size_t need = size + sizeof(block_header);
+    const size_t unit = need < HUGE_PAGE ? PAGE : HUGE_PAGE;
+    return (need + unit - 1) / unit * unit;
 }
 
-/* A fresh mapping of `length` bytes (a multiple of HUGE_PAGE) aligned to
- * HUGE_PAGE, or NULL: maps one huge page more and trims both ends. */
+/* A fresh mapping of `length` bytes, or NULL.  A multiple of HUGE_PAGE is
+ * aligned to HUGE_PAGE (one huge page more is mapped and both ends trimmed);
+ * a shorter length is mapped as it is. */
 static void *map_block(size_t length)
 {
+    if (length < HUGE_PAGE) {
+        void *raw = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        return raw == MAP_FAILED ? NULL : raw;
+    }
     if (length > SIZE_MAX - HUGE_PAGE)
         return NULL;
     size_t padded = length + HUGE_PAGE;

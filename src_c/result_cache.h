@@ -2,12 +2,15 @@
  *
  * glibc serves a block above its mmap threshold (at most 32 MiB) with a fresh
  * mmap and unmaps it on free, so a large result page-faults all of its memory
- * on every call.  This allocator keeps a bounded set of freed large blocks
- * mapped and hands them out again.
+ * on every call; below it, freeing the top of the heap returns memory to
+ * the system once more than twice the threshold is free there, so two
+ * results of a mebibyte made and freed together fault on every call too.
+ * This allocator keeps a bounded set of freed large blocks mapped and hands
+ * them out again.
  *
- * Blocks of at least `min_block` bytes are mapped with mmap, 2 MiB aligned and
- * advised as huge pages where the system has them; smaller ones come from
- * malloc.  Every block starts with a header saying which it is and how large,
+ * Blocks of at least `min_block` bytes are mapped with mmap (from 2 MiB up,
+ * 2 MiB aligned and advised as huge pages where the system has them);
+ * smaller ones come from malloc.  Every block starts with a header saying which it is and how large,
  * so free and realloc need no size from the caller.  Data pointers are
  * aligned to 64 bytes (mapped blocks) or malloc's alignment (small ones).
  *

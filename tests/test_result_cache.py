@@ -3,8 +3,9 @@ large results come from it and small ones do not; every result is correct
 and has memory of its own however blocks are reused; the cache stays within
 its bounds; release_memory empties it; it survives fork and concurrent threads.
 
-Arrays here are a little over the cache's threshold, so each test touches a
-few hundred megabytes at most.
+Arrays here are a little over the cache's threshold (or over 16 MiB, where
+blocks are whole huge pages), so each test touches a few hundred megabytes
+at most.
 """
 import multiprocessing
 import threading
@@ -130,16 +131,40 @@ def test_two_live_results_never_share_memory(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_a_freed_block_serves_a_result_of_another_shape(dtype):
-    freed = fastsm.softmax(ramp(rows_for(_result_cache.MIN_BLOCK + 2 * MIB, 10, dtype), 10,
-                                dtype, shift=3.0))
+@pytest.mark.parametrize("base", [16 * MIB, _result_cache.MIN_BLOCK], ids=["huge", "small"])
+def test_a_freed_block_serves_a_result_of_another_shape(dtype, base):
+    # Blocks of 2 MiB and more are whole huge pages, smaller ones whole pages:
+    # a request a little smaller than a freed block is served by it.
+    step = MIB if base >= 2 * MIB else 16 << 10
+    freed = fastsm.softmax(ramp(rows_for(base + 2 * step, 10, dtype), 10, dtype, shift=3.0))
     where = address(freed)
     freed[...] = np.nan  # what a reused block holds is garbage to the next result
     del freed
-    wide = ramp(rows_for(_result_cache.MIN_BLOCK + MIB, 11, dtype), 11, dtype)  # fits there
+    wide = ramp(rows_for(base + step, 11, dtype), 11, dtype)  # fits there
     result = fastsm.log_softmax(wide)
     assert address(result) == where
     assert_rows_are(result, ref.log_softmax(np.arange(11, dtype=dtype)))
+
+
+def test_results_made_and_freed_together_come_back_without_new_memory():
+    # A training step's forward and backward results, freed together at the
+    # end of the step, serve the next step's: no page of theirs is faulted
+    # in again (from malloc's heap, 1 MiB results faulted 480 pages a step).
+    resource = pytest.importorskip("resource")
+    x = np.ones((256, 1024), np.float32)
+    assert x.nbytes >= _result_cache.MIN_BLOCK
+    w, b = np.ones(1024, np.float32), np.zeros(1024, np.float32)
+
+    def step():
+        y, mean, invstd = fastsm.batch_norm_forward(x, w, b)
+        dx = fastsm.batch_norm_backward(x, x, w, mean, invstd)[0]
+        return {address(y), address(dx)}
+
+    first = step()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        assert step() == first
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults < 5 * 16
 
 
 def test_a_much_smaller_request_does_not_take_a_large_block():

@@ -142,6 +142,34 @@ static void check_bounds(void)
     CHECK(cached_bytes(&count) == 0 && count == 0 && fsm_cache_release(cache) == 0);
 }
 
+/* Blocks under a huge page are mapped in whole pages, not rounded to a huge
+ * page, and come back for a request of about their size. */
+static fsm_cache *small; /* a cache of blocks from 256 KiB, kept as `cache` is */
+
+static void check_small_blocks(void)
+{
+    small = fsm_cache_new(256 * 1024, CAPACITY, MAX_BLOCKS);
+    CHECK(small != NULL);
+    const size_t size = 300 * 1024, page_rounded = (size + 64 + 4095) / 4096 * 4096;
+    unsigned char *a = fsm_cache_malloc(small, size), *b = fsm_cache_malloc(small, MIB);
+    CHECK(a && b && (uintptr_t)a % 64 == 0 && (uintptr_t)b % 64 == 0);
+    fill(a, size, 5);
+    fill(b, MIB, 6);
+    fsm_cache_free(small, a);
+    fsm_cache_free(small, b);
+    int count;
+    size_t held;
+    fsm_cache_usage(small, &held, &count);
+    CHECK(count == 2 && held == page_rounded + (MIB + 64 + 4095) / 4096 * 4096);
+    unsigned char *again = fsm_cache_malloc(small, size - 1000), *big = fsm_cache_malloc(small, MIB);
+    CHECK(again == a && big == b);
+    fill(again, size - 1000, 7);
+    CHECK(holds(again, size - 1000, 7));
+    fsm_cache_free(small, again);
+    fsm_cache_free(small, big);
+    CHECK(fsm_cache_release(small) == held);
+}
+
 static void *churn(void *arg)
 {
     (void)arg;
@@ -178,6 +206,7 @@ int main(void)
     check_alignment_and_reuse();
     check_realloc();
     check_bounds();
+    check_small_blocks();
     check_threads();
     printf("result_cache_check: %ld failures\n", failures);
     return failures != 0;
