@@ -820,7 +820,8 @@ FSM_HOT static void FSM_K(fsm_bn_backward_features)(void *ctx, ptrdiff_t c0, ptr
     fsm_bn_stream_fence(job->stream);
 }
 
-/* The column layout's backward: the sums, the factors, then the elementwise pass. */
+/* The backward not feature by feature (fsm_bn_by_feature): the sums, the
+ * factors, then the elementwise pass, each over all the data. */
 static int FSM_K(fsm_bn_backward_in_passes)(const REAL *g, const REAL *x, REAL *out,
                                             ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
                                             const double *mean, const double *invstd,
