@@ -435,13 +435,17 @@ FSM_HOT static void FSM_K(fsm_bn_grad_runs)(void *ctx, ptrdiff_t t0, ptrdiff_t t
         FSM_K(fsm_bn_run_block_grad)(job, t / job->p.nblocks, t % job->p.nblocks);
 }
 
-/* Redoes sum(g) and sum(g * (x - mean)) of the features whose fast sums
- * are not finite, in double throughout: a REAL partial sum may overflow
- * where the double one does not. */
-static void FSM_K(fsm_bn_fix_grad_sums)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0,
-                                        ptrdiff_t c1, double *sum_g, double *sum_gxc)
+/* Finishes sum(g) and sum(g * (x - mean)) of features [c0, c1), summed
+ * about m, the mean rounded to REAL: x - mean = (x - m) + (m - mean) adds
+ * the rest.  Then redoes the features whose fast sums are not finite, in
+ * double throughout: a REAL partial sum may overflow where the double one
+ * does not. */
+static void FSM_K(fsm_bn_finish_grad_sums)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0,
+                                           ptrdiff_t c1, double *sum_g, double *sum_gxc)
 {
     const fsm_bn_plan *p = &job->p;
+    for (ptrdiff_t c = c0; c < c1; c++)
+        sum_gxc[c] += ((double)(REAL)job->mean[c] - job->mean[c]) * sum_g[c];
     if (fsm_bn_all_finite(sum_g, sum_gxc, c0, c1))
         return;
     for (ptrdiff_t c = c0; c < c1; c++) {
@@ -474,7 +478,7 @@ int FSM_K(fsm_bn_grad_sums)(const REAL *g, const REAL *x, ptrdiff_t outer, ptrdi
     job.part_a = part;
     job.part_b = part + np;
     /* The sums run about m, the mean rounded to REAL (per column in the
-     * column layout); x - mean = (x - m) + (m - mean) adds the rest. */
+     * column layout); fsm_bn_finish_grad_sums adds the rest. */
     job.pm = (REAL *)(part + 2 * np);
     const ptrdiff_t per = p->columns ? inner : 1;
     if (per == 1)
@@ -486,9 +490,7 @@ int FSM_K(fsm_bn_grad_sums)(const REAL *g, const REAL *x, ptrdiff_t outer, ptrdi
                      p->columns ? FSM_K(fsm_bn_grad_columns) : FSM_K(fsm_bn_grad_runs), &job);
     fsm_bn_finish_sums(p, job.part_a, sum_g);
     fsm_bn_finish_sums(p, job.part_b, sum_gxc);
-    for (ptrdiff_t c = 0; c < C; c++)
-        sum_gxc[c] += ((double)(REAL)mean[c] - mean[c]) * sum_g[c];
-    FSM_K(fsm_bn_fix_grad_sums)(&job, 0, C, sum_g, sum_gxc);
+    FSM_K(fsm_bn_finish_grad_sums)(&job, 0, C, sum_g, sum_gxc);
     free(part);
     return 0;
 }
@@ -808,8 +810,7 @@ FSM_HOT static void FSM_K(fsm_bn_backward_features)(void *ctx, ptrdiff_t c0, ptr
         for (ptrdiff_t b = 0; b < p->nblocks; b++) FSM_K(fsm_bn_run_block_grad)(job, c, b);
         fsm_bn_finish_run_sums(p, job->part_a, c, c + 1, job->sum_g);
         fsm_bn_finish_run_sums(p, job->part_b, c, c + 1, job->sum_gxc);
-        job->sum_gxc[c] += ((double)job->pm[c] - job->mean[c]) * job->sum_g[c];
-        FSM_K(fsm_bn_fix_grad_sums)(job, c, c + 1, job->sum_g, job->sum_gxc);
+        FSM_K(fsm_bn_finish_grad_sums)(job, c, c + 1, job->sum_g, job->sum_gxc);
         fsm_bn_backward_factors(job->given_invstd + c, job->weight ? job->weight + c : NULL,
                                 job->sum_g + c, job->sum_gxc + c, 1, count, job->factors + c,
                                 job->factors + C + c, job->factors + 2 * C + c);
