@@ -20,6 +20,10 @@
 
 #define FSM_SLICE(name) FSM_CAT(name##_, SUF)
 
+/* Values of the next row's result fetched by a row's last pass (4 KB). */
+#undef FSM_FETCH_NEXT
+#define FSM_FETCH_NEXT (4096 / (ptrdiff_t)sizeof(REAL))
+
 /* Keeps the compiler from unrolling a loop over the lanes into scalar code it
  * then fails to vectorise: as a loop it becomes one or two vector operations. */
 #ifndef FSM_LANE_LOOP
@@ -78,9 +82,25 @@ FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_slice_dot)(const REAL *a, const REAL *b, ptr
     return FSM_SLICE(fsm_combine_lanes)(lane);
 }
 
-FSM_ALWAYS_INLINE void FSM_SLICE(fsm_scale)(REAL *x, ptrdiff_t n, REAL factor)
+/* x *= factor, and the first FSM_FETCH_NEXT values at next (unless NULL)
+ * fetched meanwhile, one cache line per step: the next row's result, which
+ * its first pass writes (see softmax_template.h's fsm_softmax_row). */
+FSM_ALWAYS_INLINE void FSM_SLICE(fsm_scale)(REAL *x, ptrdiff_t n, REAL factor, const REAL *next)
 {
-    for (ptrdiff_t i = 0; i < n; i++) x[i] *= factor;
+    const ptrdiff_t line = 64 / (ptrdiff_t)sizeof(REAL);
+    ptrdiff_t i = 0;
+    if (next) {
+        for (; i + line <= n && i < FSM_FETCH_NEXT; i += line) {
+            __builtin_prefetch(next + i);
+            for (ptrdiff_t k = 0; k < line; k += RVW) { /* a loop GCC leaves scalar otherwise */
+                RVREAL v;
+                memcpy(&v, x + i + k, sizeof v);
+                v *= factor;
+                memcpy(x + i + k, &v, sizeof v);
+            }
+        }
+    }
+    for (; i < n; i++) x[i] *= factor;
 }
 
 /* Index of the largest entry, the first one on ties; a NaN counts as larger

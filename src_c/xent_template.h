@@ -202,7 +202,7 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_row)(const FSM_X(fsm_xent_ctx) *c, pt
         if (g) {
             const REAL f = (REAL)(c->scale * a / s), cs = (REAL)(c->scale * c->smooth);
             if (c->smooth == 0)
-                FSM_SLICE(fsm_scale)(g, n, f);
+                FSM_SLICE(fsm_scale)(g, n, f, r + 1 < c->outer ? g + n : NULL);
             else
                 for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * f - FSM_W(i) * cs;
             g[y] -= (REAL)(c->scale * nll_weight);
