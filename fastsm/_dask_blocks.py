@@ -182,6 +182,35 @@ def xent_block(x, t, denominator, *, axis, weight, ignore_index, smoothing, per_
     return part, grad
 
 
+def xent_counting_block(x, t, *, axis, ignore_index, smoothing, samples, want_grad):
+    """(parts, gradient or None) of a block that holds whole class slices, for
+    "mean" over index targets without class weights: the targets checked and
+    their kept samples counted, then one kernel pass whose gradient is scaled
+    by 1 / samples, the sample count of the whole array.  parts is (loss sum,
+    kept samples) along a new last axis, the block's dimensions all 1."""
+    t, kept = _checked(t, x.shape[axis], ignore_index, None)
+    part, grad = xent_block(x, t, samples, axis=axis, weight=None, ignore_index=ignore_index,
+                            smoothing=smoothing, per_sample=False, want_grad=want_grad)
+    return np.array([part.item(), kept]).reshape(part.shape + (2,)), grad
+
+
+def kept_rescaled(pair, totals, samples):
+    """The gradient of a counting block's pair, scaled by 1 / (kept samples of
+    the whole array) in place of 1 / samples: the same array when no sample was
+    ignored, else a rescaled copy (zero when all were, as the NumPy API)."""
+    grad = pair[1]
+    kept = float(totals[1])
+    if kept == samples:
+        return grad
+    factor = samples / kept if kept else 0.0
+    return (grad * np.float64(factor)).astype(grad.dtype, copy=False)
+
+
+def finish_counted_loss(totals, result):
+    """The "mean" loss from (loss sum, kept samples) of the whole array."""
+    return finish_loss(totals[0], totals[1], result)
+
+
 def finish_loss(total, denominator, result):
     """The reduced loss as a 0-d array of the result dtype: total / denominator
     ("mean", NaN when it is 0) or the total ("sum", denominator None)."""

@@ -2,10 +2,11 @@
 
 Whole class slices in a chunk: one task per chunk runs the fused kernel and
 gives both the chunk's gradient and its loss (per sample, or summed in
-float64); the sums are added in a tree.  For "mean" the denominator (the sum
-of the weights of the non-ignored index targets) is a reduction of its own
-over the targets, computed first, and the kernel scales the gradient by it
-in the same pass.
+float64); the sums are added in a tree.  For "mean" with class weights the
+denominator (the sum of the weights of the non-ignored index targets) is a
+reduction of its own over the targets, computed first, and the kernel scales
+the gradient by it in the same pass; without weights it is counted by the
+kernel tasks themselves (see _whole_classes_counted).
 
 Class axis split across chunks: the log-sum-exp of each sample comes from a
 tree reduction of per-chunk (max, sum of exp) partials, then the loss and
@@ -87,6 +88,34 @@ def _whole_classes(c, want_grad, denominator):
     return parts, grad
 
 
+def _whole_classes_counted(c, want_grad):
+    """(loss, gradient) of "mean" over index targets without class weights
+    when each chunk holds whole class slices.  The denominator is the number
+    of samples not ignored, known only once every target has been read: each
+    kernel pass scales its gradient by 1 / (all samples) at once and counts
+    its kept samples, and only if some were ignored does a last blockwise step
+    rescale the gradient.  So no pass over the targets comes first, and no
+    kernel waits for a reduction."""
+    x, axis = c.x, c.axis
+    dims = "".join(chr(ord("a") + d) for d in range(x.ndim))
+    samples = math.prod(x.shape[:axis] + x.shape[axis + 1:])
+    pairs = da.blockwise(_b.xent_counting_block, dims, x, dims, c.t, dims[:axis] + dims[axis + 1:],
+                         axis=axis, ignore_index=c.ignore_index, smoothing=c.smoothing,
+                         samples=samples, want_grad=want_grad, dtype=object,
+                         meta=meta(x.ndim, object), token="fastsm-xent-counted")
+    ones = tuple((1,) * len(b) for b in x.chunks)
+    parts = da.map_blocks(_b.item, pairs, 0, chunks=ones + ((2,),), new_axis=x.ndim, dtype=F64,
+                          meta=meta(x.ndim + 1, F64))
+    totals = parts.sum(axis=tuple(range(x.ndim)), split_every=dict.fromkeys(range(x.ndim), 32))
+    loss = da.map_blocks(_b.finish_counted_loss, totals, c.result, drop_axis=0, dtype=c.result,
+                         meta=meta(0, c.result))
+    grad = None
+    if want_grad:
+        grad = da.blockwise(_b.kept_rescaled, dims, pairs, dims, totals, "z", samples=samples,
+                            concatenate=True, dtype=c.result, meta=meta(x.ndim, c.result))
+    return loss, grad
+
+
 def _split_classes(c, want_grad):
     """(per-sample losses in float64, unscaled gradient in float64, denominator
     for "mean") when the class axis spans chunks."""
@@ -126,6 +155,8 @@ def _split_classes(c, want_grad):
 def _loss_and_grad(c, want_grad):
     """(lazy loss, lazy gradient or None) of a checked call."""
     mean = c.reduction == "mean"
+    if whole(c.x, (c.axis,)) and mean and c.is_index and c.weight is None:
+        return _whole_classes_counted(c, want_grad)
     if whole(c.x, (c.axis,)):
         denominator = _denominator(c) if mean else None
         parts, grad = _whole_classes(c, want_grad, denominator)

@@ -268,6 +268,28 @@ def test_mean_gradient_uses_the_global_denominator(rng):
     np.testing.assert_allclose(grad, want, rtol=1e-12, atol=1e-15)
 
 
+
+@pytest.mark.parametrize("chunks", [(6, 7), (1, 7), ((5, 1, 6), 7)])
+def test_unweighted_mean_counts_the_kept_samples_in_the_kernel_tasks(chunks, rng):
+    # No pass over the targets before the kernels: with nothing ignored the
+    # gradient is the NumPy API's bit for bit; with ignored samples it is
+    # rescaled to the kept count after, and the loss divides by that count.
+    logits = rng.standard_normal((12, 7)).astype(np.float32)
+    target = rng.integers(0, 7, 12)
+    x, t = chunked(logits, chunks), chunked(target, chunks[0])
+    graph = dict(fd.cross_entropy_with_grad(x, t)[1].__dask_graph__())
+    assert not any("target_weight_sum" in str(key) for key in graph)
+    loss, grad = dask.compute(*fd.cross_entropy_with_grad(x, t))
+    want_loss, want_grad = fastsm.cross_entropy_with_grad(logits, target)
+    np.testing.assert_array_equal(grad, want_grad)
+    close(loss, want_loss)
+    target[[0, 5, 11]] = -100
+    loss, grad = dask.compute(*fd.cross_entropy_with_grad(x, chunked(target, chunks[0])))
+    want_loss, want_grad = fastsm.cross_entropy_with_grad(logits, target)
+    close(loss, want_loss)
+    close(grad, want_grad)
+    assert np.abs(grad).sum() > 0 and not grad[[0, 5, 11]].any()
+
 # ---- batch normalization -------------------------------------------------------
 
 BN_CASES = [
