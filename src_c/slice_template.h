@@ -82,25 +82,34 @@ FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_slice_dot)(const REAL *a, const REAL *b, ptr
     return FSM_SLICE(fsm_combine_lanes)(lane);
 }
 
-/* x *= factor, and the first FSM_FETCH_NEXT values at next (unless NULL)
- * fetched meanwhile, one cache line per step: the next row's result, which
- * its first pass writes (see softmax_template.h's fsm_softmax_row). */
-FSM_ALWAYS_INLINE void FSM_SLICE(fsm_scale)(REAL *x, ptrdiff_t n, REAL factor, const REAL *next)
+/* x *= factor in row vectors; meanwhile the first FSM_FETCH_NEXT values at
+ * fetch (unless NULL) are fetched: the next row's result, which its first
+ * pass writes (see softmax_template.h's fsm_softmax_row); and unless next is
+ * NULL, returns the max of the n values at next, as fsm_slice_max would
+ * (NaN without next). */
+FSM_ALWAYS_INLINE REAL FSM_SLICE(fsm_scale)(REAL *x, ptrdiff_t n, REAL factor, const REAL *fetch,
+                                            const REAL *next)
 {
-    const ptrdiff_t line = 64 / (ptrdiff_t)sizeof(REAL);
+    REAL lane[RVW];
+    for (int k = 0; k < RVW; k++) lane[k] = (REAL)-INFINITY;
     ptrdiff_t i = 0;
-    if (next) {
-        for (; i + line <= n && i < FSM_FETCH_NEXT; i += line) {
-            __builtin_prefetch(next + i);
-            for (ptrdiff_t k = 0; k < line; k += RVW) { /* a loop GCC leaves scalar otherwise */
-                RVREAL v;
-                memcpy(&v, x + i + k, sizeof v);
-                v *= factor;
-                memcpy(x + i + k, &v, sizeof v);
-            }
+    for (; i + RVW <= n; i += RVW) {
+        RVREAL v;
+        memcpy(&v, x + i, sizeof v);
+        v *= factor;
+        memcpy(x + i, &v, sizeof v);
+        if (fetch && i < FSM_FETCH_NEXT) __builtin_prefetch(fetch + i);
+        if (next) {
+            memcpy(&v, next + i, sizeof v);
+            FSM_SLICE(fsm_max_into_lanes)(lane, &v);
         }
     }
+    if (next && i < n) {
+        const RVREAL v = RLOAD_FIRST(next + i, n - i, (REAL)-INFINITY);
+        FSM_SLICE(fsm_max_into_lanes)(lane, &v);
+    }
     for (; i < n; i++) x[i] *= factor;
+    return next ? FSM_SLICE(fsm_max_of_lanes)(lane) : (REAL)NAN;
 }
 
 /* Index of the largest entry, the first one on ties; a NaN counts as larger

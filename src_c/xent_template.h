@@ -178,19 +178,26 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_loss)(const FSM_X(fsm_xent_ctx) *c, A
     return c->smooth != 0 ? nll + c->smooth * (c->weight_total * lse - d) : nll;
 }
 
-/* Row r (inner == 1): returns its loss, writes its gradient row. */
-FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_row)(const FSM_X(fsm_xent_ctx) *c, ptrdiff_t r)
+/* Row r (inner == 1): returns its loss, writes its gradient row.  *max is
+ * the row's max, or NaN if not yet known (a max is never NaN); on return,
+ * the next row's when `more` rows follow and this row's gradient pass could
+ * take it alongside, as softmax's rows do (without a pass of its own, 3-5%
+ * faster at 4096 x 1000 floats), else NaN. */
+FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_row)(const FSM_X(fsm_xent_ctx) *c, ptrdiff_t r,
+                                                int more, REAL *max)
 {
     const ptrdiff_t n = c->n;
     const REAL *x = c->x + r * n;
     REAL *g = c->grad ? c->grad + r * n : NULL;
     const int64_t y = c->index[r];
+    const REAL known = *max;
+    *max = (REAL)NAN;
     ACC loss = 0;
     if (y == c->ignore_index) {
         if (g)
             for (ptrdiff_t i = 0; i < n; i++) g[i] = 0;
     } else {
-        const REAL m = FSM_SLICE(fsm_slice_max)(x, n);
+        const REAL m = known == known ? known : FSM_SLICE(fsm_slice_max)(x, n);
         const ACC xy = (ACC)(x[y] - m);
         const ACC d = c->smooth != 0 ? FSM_X(fsm_xent_shifted_dot)(x, c->weight, n, m) : 0;
         const REAL *ahead = r + 1 < c->outer ? x + n : NULL;
@@ -202,7 +209,8 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_row)(const FSM_X(fsm_xent_ctx) *c, pt
         if (g) {
             const REAL f = (REAL)(c->scale * a / s), cs = (REAL)(c->scale * c->smooth);
             if (c->smooth == 0)
-                FSM_SLICE(fsm_scale)(g, n, f, r + 1 < c->outer ? g + n : NULL);
+                *max = FSM_SLICE(fsm_scale)(g, n, f, r + 1 < c->outer ? g + n : NULL,
+                                            more ? x + n : NULL);
             else
                 for (ptrdiff_t i = 0; i < n; i++) g[i] = g[i] * f - FSM_W(i) * cs;
             g[y] -= (REAL)(c->scale * nll_weight);
@@ -286,8 +294,12 @@ FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_index_slab)(const FSM_X(fsm_xent_ctx) *c, c
 
 /* ---- probability targets ------------------------------------------------ */
 
-FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_row)(const FSM_X(fsm_xent_ctx) *c, ptrdiff_t r)
+/* Row r (inner == 1), as fsm_xent_index_row without taking the next row's
+ * max (*max stays NaN). */
+FSM_ALWAYS_INLINE ACC FSM_X(fsm_xent_prob_row)(const FSM_X(fsm_xent_ctx) *c, ptrdiff_t r,
+                                               int more, REAL *max)
 {
+    (void)more, (void)max;
     const ptrdiff_t n = c->n;
     const REAL *x = c->x + r * n, *t = c->prob + r * n;
     REAL *g = c->grad ? c->grad + r * n : NULL;
@@ -415,12 +427,14 @@ FSM_ALWAYS_INLINE void FSM_X(fsm_xent_transpose_out)(const REAL *buf, REAL *dst,
         const int rows = inner == 1 && n >= FSM_XENT_SHORT_ROW;                                  \
         REAL xt[FSM_XENT_SHORT_ROW * FSM_XENT_BUF_STRIDE];                                      \
         REAL tt[FSM_XENT_SHORT_ROW * FSM_XENT_BUF_STRIDE];                                      \
+        const ptrdiff_t last = c->ntasks * b1 / c->nblocks - 1; /* the range's last task */     \
+        REAL max = (REAL)NAN; /* of the next row, when a row's pass took it */                    \
         for (ptrdiff_t b = b0; b < b1; b++) {                                                    \
             ACC sum = 0;                                                                         \
             for (ptrdiff_t t = c->ntasks * b / c->nblocks; t < c->ntasks * (b + 1) / c->nblocks; \
                  t++) {                                                                          \
                 if (rows) {                                                                      \
-                    sum += FSM_X(OP##_row)(c, t);                                                \
+                    sum += FSM_X(OP##_row)(c, t, t < last, &max);                                \
                 } else if (inner == 1) {                                                         \
                     ptrdiff_t r0 = t * FSM_XENT_SLAB;                                            \
                     ptrdiff_t w = c->outer - r0 < FSM_XENT_SLAB ? c->outer - r0 : FSM_XENT_SLAB; \
