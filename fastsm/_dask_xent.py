@@ -61,15 +61,22 @@ def _denominator(c):
     return sum_of_parts(sums)
 
 
+def _indices(ndim, axis):
+    """blockwise's index letters of the logits, and of index targets (the
+    logits' less `axis`)."""
+    dims = "".join(chr(ord("a") + d) for d in range(ndim))
+    return dims, dims[:axis] + dims[axis + 1:]
+
+
 def _whole_classes(c, want_grad, denominator):
     """(loss parts, gradient) when each chunk holds whole class slices."""
     x, t, axis = c.x, c.t, c.axis
-    dims = "".join(chr(ord("a") + d) for d in range(x.ndim))
+    dims, index_dims = _indices(x.ndim, axis)
     t_dims = dims
     if c.is_index:
         if denominator is None:  # no denominator pass has checked the targets
             t = t.map_blocks(_b.valid_targets, **_target_options(c), dtype=np.int64)
-        t_dims = dims[:axis] + dims[axis + 1:]  # blockwise pairs the blocks: no reshape tasks
+        t_dims = index_dims  # blockwise pairs the blocks: no reshape tasks
     pairs = da.blockwise(_b.xent_block, dims, x, dims, t, t_dims,
                          denominator, None if denominator is None else "", axis=axis,
                          weight=c.weight, ignore_index=c.ignore_index, smoothing=c.smoothing,
@@ -97,9 +104,9 @@ def _whole_classes_counted(c, want_grad):
     rescale the gradient.  So no pass over the targets comes first, and no
     kernel waits for a reduction."""
     x, axis = c.x, c.axis
-    dims = "".join(chr(ord("a") + d) for d in range(x.ndim))
+    dims, index_dims = _indices(x.ndim, axis)
     samples = math.prod(x.shape[:axis] + x.shape[axis + 1:])
-    pairs = da.blockwise(_b.xent_counting_block, dims, x, dims, c.t, dims[:axis] + dims[axis + 1:],
+    pairs = da.blockwise(_b.xent_counting_block, dims, x, dims, c.t, index_dims,
                          axis=axis, ignore_index=c.ignore_index, smoothing=c.smoothing,
                          samples=samples, want_grad=want_grad, dtype=object,
                          meta=meta(x.ndim, object), token="fastsm-xent-counted")

@@ -48,21 +48,34 @@ FSM_ALWAYS_INLINE REAL FSM_SLICE(fsm_max_of_lanes)(const REAL *lane)
     return m;
 }
 
+FSM_ALWAYS_INLINE void FSM_SLICE(fsm_max_start)(REAL *lane)
+{
+    for (int k = 0; k < RVW; k++) lane[k] = (REAL)-INFINITY;
+}
+
+/* The max of the row at x, from lanes that hold its first i values (the
+ * rest, n - i, fewer than RVW). */
+FSM_ALWAYS_INLINE REAL FSM_SLICE(fsm_max_finish)(REAL *lane, const REAL *x, ptrdiff_t i,
+                                                 ptrdiff_t n)
+{
+    if (i < n) {
+        const RVREAL v = RLOAD_FIRST(x + i, n - i, (REAL)-INFINITY);
+        FSM_SLICE(fsm_max_into_lanes)(lane, &v);
+    }
+    return FSM_SLICE(fsm_max_of_lanes)(lane);
+}
+
 FSM_ALWAYS_INLINE REAL FSM_SLICE(fsm_slice_max)(const REAL *x, ptrdiff_t n)
 {
     REAL lane[RVW];
-    for (int k = 0; k < RVW; k++) lane[k] = (REAL)-INFINITY;
+    FSM_SLICE(fsm_max_start)(lane);
     ptrdiff_t i = 0;
     for (; i + RVW <= n; i += RVW) {
         RVREAL v;
         memcpy(&v, x + i, sizeof v);
         FSM_SLICE(fsm_max_into_lanes)(lane, &v);
     }
-    if (i < n) {
-        const RVREAL v = RLOAD_FIRST(x + i, n - i, (REAL)-INFINITY);
-        FSM_SLICE(fsm_max_into_lanes)(lane, &v);
-    }
-    return FSM_SLICE(fsm_max_of_lanes)(lane);
+    return FSM_SLICE(fsm_max_finish)(lane, x, i, n);
 }
 
 FSM_ALWAYS_INLINE ACC FSM_SLICE(fsm_combine_lanes)(ACC *lane)
@@ -91,7 +104,7 @@ FSM_ALWAYS_INLINE REAL FSM_SLICE(fsm_scale)(REAL *x, ptrdiff_t n, REAL factor, c
                                             const REAL *next)
 {
     REAL lane[RVW];
-    for (int k = 0; k < RVW; k++) lane[k] = (REAL)-INFINITY;
+    FSM_SLICE(fsm_max_start)(lane);
     ptrdiff_t i = 0;
     for (; i + RVW <= n; i += RVW) {
         RVREAL v;
@@ -104,12 +117,9 @@ FSM_ALWAYS_INLINE REAL FSM_SLICE(fsm_scale)(REAL *x, ptrdiff_t n, REAL factor, c
             FSM_SLICE(fsm_max_into_lanes)(lane, &v);
         }
     }
-    if (next && i < n) {
-        const RVREAL v = RLOAD_FIRST(next + i, n - i, (REAL)-INFINITY);
-        FSM_SLICE(fsm_max_into_lanes)(lane, &v);
-    }
+    const REAL next_max = next ? FSM_SLICE(fsm_max_finish)(lane, next, i, n) : (REAL)NAN;
     for (; i < n; i++) x[i] *= factor;
-    return next ? FSM_SLICE(fsm_max_of_lanes)(lane) : (REAL)NAN;
+    return next_max;
 }
 
 /* Index of the largest entry, the first one on ties; a NaN counts as larger
