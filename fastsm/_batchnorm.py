@@ -134,7 +134,7 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
             _k.invstd(m2, count, args.eps, args.weight, invstd, scale)
         else:
             mean = np.array(running_mean, F64)  # a copy: returned to the caller
-            _k.invstd(np.ascontiguousarray(running_var, F64), 1.0, args.eps, args.weight,
+            _k.invstd(contiguous(np.asarray(running_var), F64), 1.0, args.eps, args.weight,
                       invstd, scale)
 
         def normalize(target):

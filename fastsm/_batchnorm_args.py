@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._layout import F64, as_array, check_out, common_dtypes, normalize_axis
+from ._result_cache import contiguous
 
 
 class FeatureView(NamedTuple):
@@ -47,7 +48,7 @@ def per_feature(a, C, name, required=False):
     arr, _, _ = as_array(a, name)
     if arr.shape != (C,):
         raise ValueError(f"{name} has shape {arr.shape}, expected ({C},): one value per feature")
-    return np.ascontiguousarray(arr, F64)
+    return contiguous(arr, F64)
 
 
 def check_running(r, C, name, updated):

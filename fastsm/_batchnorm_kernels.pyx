@@ -167,25 +167,28 @@ def train(cnp.ndarray x, cnp.ndarray out, ptrdiff_t outer, ptrdiff_t C, ptrdiff_
 
 
 cdef inline bint plain_data(object a):
-    """A nonempty C-contiguous aligned float32/float64 ndarray of at least one dimension."""
+    """A nonempty C-contiguous aligned float32/float64 ndarray in native byte
+    order, of at least one dimension."""
     if type(a) is not cnp.ndarray:
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>a
     cdef int typ = cnp.PyArray_TYPE(arr)
     return (cnp.PyArray_NDIM(arr) > 0 and (typ == cnp.NPY_FLOAT32 or typ == cnp.NPY_FLOAT64)
             and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
-            and cnp.PyArray_SIZE(arr) > 0)
+            and cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_SIZE(arr) > 0)
 
 
 cdef inline bint plain_param(object a, ptrdiff_t C):
-    """A contiguous aligned float32/float64 ndarray of shape (C,)."""
+    """A contiguous aligned float32/float64 ndarray in native byte order, of
+    shape (C,)."""
     if type(a) is not cnp.ndarray:
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>a
     cdef int typ = cnp.PyArray_TYPE(arr)
     return (cnp.PyArray_NDIM(arr) == 1 and cnp.PyArray_DIM(arr, 0) == C
             and (typ == cnp.NPY_FLOAT32 or typ == cnp.NPY_FLOAT64)
-            and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr))
+            and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
+            and cnp.PyArray_ISNOTSWAPPED(arr))
 
 
 cdef inline bint plain_running(object r, ptrdiff_t C):

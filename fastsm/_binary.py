@@ -22,9 +22,12 @@ def _sigmoid_into(x, dst):
     return dst
 
 
-def _destination(out, x, inputs):
-    """`out` when the kernel can write it directly, else a fresh array like x."""
-    if out is not None and _writes_directly(out, x.dtype, inputs, fresh=False):
+def _destination(out, x, inputs, read_after=()):
+    """`out` when the kernel can write it directly, else a fresh array like x.
+    `read_after` are arrays read after the first writes (or at other
+    indices): `out` must not touch them at all."""
+    if (out is not None and _writes_directly(out, x.dtype, inputs, fresh=False)
+            and not any(a is not None and np.may_share_memory(out, a) for a in read_after)):
         return out
     return empty(x.shape, x.dtype)
 
@@ -68,7 +71,7 @@ def sigmoid(x, *, out=None):
     arr, compute, result = as_array(x, "x")
     if out is not None:
         check_out(out, arr.shape, result)
-    xc = np.asarray(arr, dtype=compute, order="C")
+    xc = contiguous(arr, compute)
     return _deliver(_sigmoid_into(xc, _destination(out, xc, [xc])), out, result)
 
 
@@ -96,8 +99,7 @@ def _check(logits, target, weight, pos_weight, reduction):
             raise ValueError(f"{name} of shape {a.shape} would enlarge the logits' shape "
                              f"{x.shape}")
         extra.append(a.astype(compute, copy=False))
-    return (np.asarray(x, dtype=compute, order="C"), t.astype(compute, copy=False), extra[0],
-            extra[1], result)
+    return contiguous(x, compute), contiguous(t, compute), extra[0], extra[1], result
 
 
 def _repeating(a, shape):
@@ -111,8 +113,8 @@ def _repeating(a, shape):
     while core and core[0] == 1:
         core = core[1:]
     if core == shape[len(shape) - len(core):]:
-        return np.ascontiguousarray(a.reshape(core))
-    return np.ascontiguousarray(np.broadcast_to(a, shape))
+        return contiguous(a.reshape(core), a.dtype)
+    return contiguous(np.broadcast_to(a, shape), a.dtype)
 
 
 def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=None,
@@ -157,7 +159,6 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
     0.6931471805599453
     """
     x, t, w, pw, result = _check(logits, target, weight, pos_weight, reduction)
-    t = np.asarray(t, order="C")
     w, pw = _repeating(w, x.shape), _repeating(pw, x.shape)
     if reduction == "none":
         loss = empty(x.shape, x.dtype)
@@ -203,8 +204,7 @@ def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_we
     x, t, w, pw, result = _check(logits, target, weight, pos_weight, reduction)
     if out is not None:
         check_out(out, x.shape, result)
-    t = np.asarray(t, order="C")
-    grad = _destination(out, x, [x, t])
+    grad = _destination(out, x, [x, t], read_after=(w, pw))
     _k.sigmoid_minus(x, t, _repeating(pw, x.shape), grad, get_num_threads())
     if w is not None:
         np.multiply(grad, w, out=grad)

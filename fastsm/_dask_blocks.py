@@ -213,11 +213,12 @@ def finish_counted_loss(totals, result):
 
 def finish_loss(total, denominator, result):
     """The reduced loss as a 0-d array of the result dtype: total / denominator
-    ("mean", NaN when it is 0) or the total ("sum", denominator None)."""
+    ("mean", NaN or +-inf when it is 0, as the NumPy API) or the total ("sum",
+    denominator None)."""
     if denominator is None:
         return np.asarray(total, result)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(total / denominator if denominator else np.nan, result)
+        return np.asarray(np.float64(total) / np.float64(denominator), result)
 
 
 def item(pair, i):

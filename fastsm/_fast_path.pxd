@@ -21,14 +21,15 @@ cdef inline bint apart(cnp.ndarray a, cnp.ndarray b):
 
 
 cdef inline bint plain_out(object out, cnp.ndarray like, cnp.ndarray other):
-    """`out` writable, of `like`'s shape and dtype, contiguous, and exactly on
-    top of each of the inputs `like` and `other` or apart from it."""
+    """`out` writable, of `like`'s shape and dtype, contiguous, aligned, in
+    native byte order, and exactly on top of each of the inputs `like` and
+    `other` or apart from it."""
     if type(out) is not cnp.ndarray:
         return False
     cdef cnp.ndarray o = <cnp.ndarray>out
     if (cnp.PyArray_TYPE(o) != cnp.PyArray_TYPE(like) or not same_shape(o, like)
             or not cnp.PyArray_IS_C_CONTIGUOUS(o) or not cnp.PyArray_ISALIGNED(o)
-            or not cnp.PyArray_ISWRITEABLE(o)):
+            or not cnp.PyArray_ISNOTSWAPPED(o) or not cnp.PyArray_ISWRITEABLE(o)):
         return False
     for src in (like, other):
         if (cnp.PyArray_DATA(o) != cnp.PyArray_DATA(<cnp.ndarray>src)

@@ -32,7 +32,7 @@ def as_array(x, name):
             x = np.asarray(x)
         except Exception as exc:  # ragged lists, objects numpy cannot convert
             raise TypeError(f"{name} must be array-like: {exc}") from None
-    dtypes = _NATIVE.get(x.dtype)
+    dtypes = _NATIVE.get(x.dtype if x.dtype.isnative else x.dtype.newbyteorder("="))
     if dtypes is None:
         if x.dtype.kind not in "biu":
             raise TypeError(f"{name} must have a real floating, integer or bool dtype, "
@@ -57,6 +57,15 @@ def normalize_axis(axis, ndim, name="axis"):
     return axis % ndim
 
 
+def check_scalar_axis(axis):
+    """Checks the int `axis` of a 0-d array: 0 and -1 name its one value, as
+    in PyTorch and SciPy."""
+    try:
+        normalize_axis(axis, 1)
+    except AxisError:
+        raise AxisError(axis, 0) from None
+
+
 def axes_to_end(axis, ndim):
     """Permutation that moves the reduced axes (an int, a tuple or None) last,
     and how many of them there are."""
@@ -77,7 +86,7 @@ def check_out(out, shape, dtype, name="out"):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != shape:
         raise ValueError(f"{name} has shape {out.shape}, the result has shape {shape}")
-    if out.dtype != dtype:
+    if out.dtype != dtype and out.dtype.newbyteorder("=") != dtype:  # byte order aside
         raise ValueError(f"{name} has dtype {out.dtype}, the result has dtype {dtype}")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
@@ -94,9 +103,10 @@ def _address(a):
 
 
 def _writes_directly(dst, dtype, inputs, fresh):
-    """Whether the kernel can write into `dst`: the compute dtype, contiguous,
-    and either apart from every input or exactly on top of it (in place)."""
-    if dst.dtype != dtype or not dst.flags.c_contiguous:
+    """Whether the kernel can write into `dst`: the compute dtype (in native
+    byte order), contiguous, aligned, and either apart from every input or
+    exactly on top of it (in place)."""
+    if dst.dtype != dtype or not dst.flags.c_contiguous or not dst.flags.aligned:
         return False
     if fresh:
         return True
@@ -117,6 +127,9 @@ def slice_plan(shape, axis, allow_axes=False):
         if perm == tuple(range(ndim)):
             perm = None
         return perm, math.prod(moved[:split]), math.prod(moved[split:]), 1
+    if ndim == 0:  # one slice of one value
+        check_scalar_axis(axis)
+        return None, 1, 1, 1
     if type(axis) is int and -ndim <= axis < ndim:
         axis %= ndim
     else:

@@ -125,10 +125,11 @@ def empty(tuple shape, cnp.dtype dtype):
 
 
 def contiguous(cnp.ndarray a, cnp.dtype dtype):
-    """``a.astype(dtype, order="C", copy=False)`` for a native dtype: `a`
-    itself when it is C-contiguous of that dtype, else a copy, from the cache
-    when it has at least MIN_BLOCK bytes."""
-    if cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_EquivTypes(a.descr, dtype):
+    """``a.astype(dtype, order="C", copy=False)`` for a native dtype, aligned:
+    `a` itself when it is C-contiguous and aligned, of that dtype and byte
+    order, else a copy, from the cache when it has at least MIN_BLOCK bytes."""
+    if (cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a)
+            and cnp.PyArray_EquivTypes(a.descr, dtype)):
         return a
     if <double>cnp.PyArray_SIZE(a) * cnp.PyDataType_ELSIZE(dtype) < min_block:
         return a.astype(dtype, order="C")

@@ -92,15 +92,16 @@ def log_softmax_backward(cnp.ndarray grad, cnp.ndarray logp, cnp.ndarray out,
 
 
 cdef inline bint plain(object a, object axis):
-    """A C-contiguous float32/float64 ndarray of at least one element and one
-    dimension, and an int axis naming its last one."""
+    """A C-contiguous aligned float32/float64 ndarray in native byte order, of
+    at least one element and one dimension, and an int axis naming its last one."""
     if type(a) is not cnp.ndarray or type(axis) is not int:
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>a
     cdef int nd = cnp.PyArray_NDIM(arr)
     cdef int typ = cnp.PyArray_TYPE(arr)
     return (nd > 0 and (typ == cnp.NPY_FLOAT32 or typ == cnp.NPY_FLOAT64)
-            and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_SIZE(arr) > 0
+            and cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
+            and cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_SIZE(arr) > 0
             and (axis == -1 or axis == nd - 1))
 
 

@@ -17,6 +17,7 @@ from ._threads import get_num_threads
 
 _REDUCTIONS = ("mean", "sum", "none")
 _INT64 = np.dtype(np.int64)
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 class _Plan:
@@ -79,7 +80,7 @@ def class_weight(weight, n, compute):
     w, _, _ = as_array(weight, "weight")
     if w.shape != (n,):
         raise ValueError(f"weight has shape {w.shape}, expected ({n},): one per class")
-    return np.ascontiguousarray(w, dtype=compute)
+    return contiguous(w, compute)
 
 
 def _plan(logits, target, axis, weight, ignore_index, reduction, label_smoothing):
@@ -92,7 +93,9 @@ def _plan(logits, target, axis, weight, ignore_index, reduction, label_smoothing
     p.shape = x.shape
     p.outer, p.n = math.prod(x.shape[:axis]), x.shape[axis]
     p.inner = math.prod(x.shape[axis + 1:])
-    p.target = np.ascontiguousarray(t, dtype=_INT64 if p.is_index else p.compute)
+    if p.is_index and t.dtype.kind == "u" and t.size and t.max() > _INT64_MAX:
+        raise ValueError(f"target {t.max()} is outside the classes [0, {p.n})")
+    p.target = contiguous(t, _INT64 if p.is_index else p.compute)
     p.weight = class_weight(weight, p.n, p.compute)
     p.x = contiguous(x, p.compute)
     # A copy made here may receive the gradient: no second allocation.
@@ -123,13 +126,21 @@ def _grad_destination(p, out):
     if out is p.x and (p.is_index or not np.may_share_memory(out, p.target)) \
             and (p.weight is None or not np.may_share_memory(out, p.weight)):
         return out, None  # out=logits, the in-place call of a training loop
-    if out.dtype == p.compute and out.flags.c_contiguous \
+    if out.dtype == p.compute and out.flags.c_contiguous and out.flags.aligned \
             and not np.may_share_memory(out, p.target) \
             and (p.weight is None or not np.may_share_memory(out, p.weight)) \
             and (not np.may_share_memory(out, p.x)
                  or out.__array_interface__["data"][0] == p.x.__array_interface__["data"][0]):
         return out, None
     return (empty(p.shape, p.compute) if scratch is None else scratch), out
+
+
+def _mean(total, denominator):
+    """total / denominator with IEEE's answers for a zero denominator, as
+    PyTorch: NaN when every target is ignored (0 / 0), +-inf when class
+    weights of both signs cancel."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.float64(total) / np.float64(denominator)
 
 
 def _run(p, want_grad, out):
@@ -159,7 +170,7 @@ def _run(p, want_grad, out):
     if p.reduction == "none":
         loss = contiguous(loss_array, p.result)
     elif mean:
-        loss = p.result.type(total / denominator if denominator else math.nan)
+        loss = p.result.type(_mean(total, denominator))
     else:
         loss = p.result.type(total)
     if not want_grad:
@@ -189,7 +200,8 @@ _PARAMETERS = """
     reduction : {"mean", "sum", "none"}, default "mean"
         As PyTorch: "mean" divides the weighted sum by the sum of the weights
         of the non-ignored index targets (by the number of samples for
-        probability targets); NaN when every target is ignored.
+        probability targets); NaN when every target is ignored, +-inf when
+        weights of both signs sum to 0 (the gradient is then 0).
     label_smoothing : float in [0, 1], default 0
         Mixes the target with the uniform distribution, PyTorch's definition."""
 

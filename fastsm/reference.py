@@ -4,7 +4,7 @@ public API (dtype rules, axis handling, special values), none of its speed.
 """
 import numpy as np
 
-from ._layout import as_array, check_out, normalize_axis
+from ._layout import as_array, check_out, check_scalar_axis, normalize_axis
 
 
 def _finish(result, result_dtype, out):
@@ -25,7 +25,16 @@ def _reduce_axis(x, axis):
     """The axis argument as numpy reductions take it (tuples and None pass)."""
     if axis is None or isinstance(axis, tuple):
         return axis
-    return normalize_axis(axis, x.ndim)
+    return _int_axis(axis, x.ndim)
+
+
+def _int_axis(axis, ndim):
+    """An int axis, normalized; a scalar's axis 0 or -1 is None (its one
+    value), as in PyTorch and SciPy."""
+    if ndim == 0:
+        check_scalar_axis(axis)
+        return None
+    return normalize_axis(axis, ndim)
 
 
 def _shifted(x, axis):
@@ -57,7 +66,9 @@ def log_softmax(x, axis=-1, *, out=None):
 
 def hardmax(x, axis=-1, *, out=None):
     x, result = _prepare(x)
-    axis = normalize_axis(axis, x.ndim)
+    axis = _int_axis(axis, x.ndim)
+    if axis is None:
+        return _finish(np.ones_like(x), result, out)
     y = np.zeros_like(x)
     if x.size:
         np.put_along_axis(y, np.expand_dims(np.argmax(x, axis=axis), axis), 1, axis=axis)
@@ -76,14 +87,14 @@ def _pair(a, b, names):
 
 def softmax_backward(grad, y, axis=-1, *, out=None):
     grad, y, result = _pair(grad, y, ("grad", "y"))
-    axis = normalize_axis(axis, grad.ndim)
+    axis = _int_axis(axis, grad.ndim)
     dx = y * (grad - np.sum(grad * y, axis=axis, keepdims=True))
     return _finish(dx, result, out)
 
 
 def log_softmax_backward(grad, logp, axis=-1, *, out=None):
     grad, logp, result = _pair(grad, logp, ("grad", "logp"))
-    axis = normalize_axis(axis, grad.ndim)
+    axis = _int_axis(axis, grad.ndim)
     with np.errstate(over="ignore", invalid="ignore"):
         dx = grad - np.exp(logp) * np.sum(grad, axis=axis, keepdims=True)
     return _finish(dx, result, out)
@@ -138,9 +149,11 @@ def _xent(logits, target, axis, weight, ignore_index, reduction, label_smoothing
         total = np.sum(loss, dtype=np.float64)
         if reduction == "sum":
             return p.result.type(total), grad, p
+        with np.errstate(invalid="ignore", divide="ignore"):  # 0: NaN or +-inf, as PyTorch
+            loss = p.result.type(np.float64(total) / denominator)
         if denominator == 0:
-            return p.result.type(np.nan), np.zeros_like(grad), p
-        return p.result.type(total / denominator), grad / denominator, p
+            return loss, np.zeros_like(grad), p
+        return loss, grad / denominator, p
 
 
 def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,

@@ -26,7 +26,7 @@ except ImportError:  # numpy < 1.25
     from numpy import AxisError
 
 DTYPES = (np.float16, np.float32, np.float64, np.int32, np.uint8, np.bool_)
-LAYOUTS = ("C", "F", "strided", "negative")
+LAYOUTS = ("C", "F", "strided", "negative", "swapped", "unaligned")
 
 # Relative tolerance of a comparison with the reference, by result dtype, and
 # an absolute floor for values near underflow.
@@ -626,7 +626,13 @@ def relayout(a, layout):
         return a
     if layout == "F":
         return np.asfortranarray(a)
-    if layout == "strided":
+    if layout == "swapped":  # the other byte order, as data read from a file may be
+        return a.astype(a.dtype.newbyteorder())
+    if layout == "unaligned":  # one byte past an element boundary
+        view = np.frombuffer(np.zeros(a.nbytes + 1, np.uint8), a.dtype, a.size, 1)
+        view = view.reshape(a.shape)
+        view.flags.writeable = True
+    elif layout == "strided":
         padded = np.zeros(tuple(2 * s for s in a.shape), a.dtype)
         view = padded[tuple(slice(None, None, 2) for _ in a.shape)]
     else:  # "negative"
@@ -637,8 +643,9 @@ def relayout(a, layout):
 
 def assert_agree(entry, got, want, kwargs, axis):
     """fastsm's result `got` equals the reference's `want`: same types, shapes
-    and dtypes, NaN and inf in the same places, the rest within the result
-    dtype's tolerance (absolute part scaled by entry.scale)."""
+    and dtypes (byte order aside: an `out=` keeps its own), NaN and inf in the
+    same places, the rest within the result dtype's tolerance (absolute part
+    scaled by entry.scale)."""
     if isinstance(want, tuple):
         assert isinstance(got, tuple) and len(got) == len(want), (type(got), type(want))
         for g, w in zip(got, want):
@@ -649,7 +656,7 @@ def assert_agree(entry, got, want, kwargs, axis):
         return
     got_a, want_a = np.asarray(got), np.asarray(want)
     assert got_a.shape == want_a.shape, (got_a.shape, want_a.shape)
-    assert got_a.dtype == want_a.dtype, (got_a.dtype, want_a.dtype)
+    assert got_a.dtype.newbyteorder("=") == want_a.dtype, (got_a.dtype, want_a.dtype)
     rtol = RTOL.get(want_a.dtype, 0.0)
     atol = rtol * entry.scale(kwargs, axis) + FLOOR.get(want_a.dtype, 0.0)
     np.testing.assert_allclose(got_a.astype(np.float64), want_a.astype(np.float64),

@@ -49,6 +49,24 @@ def test_scalar_with_axis_none_is_one():
     assert fastsm.log_softmax(np.float32(3.0), axis=None) == 0.0
 
 
+@pytest.mark.parametrize("axis", [0, -1, np.int64(-1)])
+def test_scalar_is_one_slice_along_axis_0_or_minus_1(axis):
+    # As torch.softmax(torch.tensor(3.), -1) and scipy.special.softmax(3.0, axis=-1).
+    for module in (fastsm, ref):
+        assert module.softmax(3.0, axis=axis) == 1.0
+        assert module.log_softmax(np.float32(-7.0), axis=axis) == 0.0
+        assert module.hardmax(np.float16(2.0), axis=axis) == 1.0
+        assert module.softmax_backward(2.0, 1.0, axis=axis) == 0.0  # 1 * (2 - 2 * 1)
+        assert module.log_softmax_backward(2.0, 0.0, axis=axis) == 0.0  # 2 - e^0 * 2
+
+
+@pytest.mark.parametrize("name", UNARY + BINARY)
+@pytest.mark.parametrize("axis", [1, -2])
+def test_scalar_axis_beyond_0_is_an_axis_error(name, axis):
+    with pytest.raises(np.exceptions.AxisError, match="dimension 0"):
+        call(name, np.float64(3.0), axis=axis)
+
+
 @pytest.mark.parametrize("name", UNARY + BINARY)
 @pytest.mark.parametrize("dtype", [np.complex128, object, "U3"])
 def test_bad_dtypes_are_type_errors(name, dtype):

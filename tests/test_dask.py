@@ -247,6 +247,16 @@ def test_every_target_ignored_gives_nan_and_zero_gradient(chunks, rng):
 
 
 @pytest.mark.parametrize("chunks", [(6, 7), (6, 2)])
+def test_mean_over_weights_that_cancel_is_infinite_as_the_numpy_api(chunks, rng):
+    logits, target = rng.standard_normal((12, 7)), np.array([0, 1] * 6)
+    w = np.array([1.0, -1.0, 2.0, 2.0, 2.0, 2.0, 2.0])
+    loss, grad = fd.cross_entropy_with_grad(chunked(logits, chunks), chunked(target, 5), weight=w)
+    want = fastsm.cross_entropy(logits, target, weight=w)
+    assert np.isinf(want) and loss.compute() == want
+    np.testing.assert_array_equal(grad.compute(), 0.0)
+
+
+@pytest.mark.parametrize("chunks", [(6, 7), (6, 2)])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_a_target_outside_the_classes_raises_when_computed(chunks, reduction, rng):
     target = np.zeros(12, int)

@@ -42,7 +42,11 @@ def test_builders_give_arrays_of_the_shape_and_bad_values(entry, shape, dtype):
 def test_relayout_keeps_the_values(layout, shape):
     a = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
     b = relayout(a, layout)
-    np.testing.assert_array_equal(a, b, strict=True)
+    np.testing.assert_array_equal(a, b, strict=layout != "swapped")
+    assert b.dtype.newbyteorder("=") == a.dtype
+    assert b.dtype.isnative == (layout != "swapped")
+    if layout == "unaligned" and a.size:
+        assert not b.flags.aligned
     if layout == "negative" and a.size > 1:
         assert any(s < 0 for s in b.strides)
     if layout == "strided" and a.ndim and a.size:
