@@ -4,6 +4,7 @@ NaN or infinity; y is a 1-D array of class labels of any sortable type (a
 column vector is raveled with a DataConversionWarning); continuous targets
 are rejected as "Unknown label type".
 """
+import math
 import numbers
 import types
 import warnings
@@ -47,6 +48,26 @@ def check_X(X, dtype, name="X"):
     if not np.isfinite(X).all():
         what = "NaN" if np.isnan(X).any() else "infinity or a value too large for " + str(dtype)
         raise ValueError(f"Input {name} contains {what}")
+    return X
+
+
+def check_dask_X(X, dtype, name="X"):
+    """A Dask X, cast to `dtype`, after check_X's checks (the finiteness
+    check computes one pass over the data)."""
+    if X.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"Expected 2D array, got {X.ndim}D array instead: {name} must be "
+                         f"(n_samples, n_features)")
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(f"Found array with shape {X.shape}: {name} has no samples or no "
+                         f"features")
+    X = X.astype(dtype)
+    if not bool(np.isfinite(X).all().compute()):  # a Dask reduction
+        raise ValueError(f"Input {name} contains NaN or infinity (or a value too large "
+                         f"for {dtype})")
     return X
 
 
@@ -100,6 +121,8 @@ def _number(value, name, kind, low, high=np.inf, low_open=False):
     if isinstance(value, bool) or not isinstance(value, types):
         raise TypeError(f"{name} must be {'an int' if kind is int else 'a real number'}, "
                         f"got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
     if not (low < value if low_open else low <= value) or not value <= high:
         bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high < np.inf else "")
         raise ValueError(f"{name} must be {bound}, got {value!r}")

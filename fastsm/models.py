@@ -11,8 +11,8 @@ import numpy as np
 
 from ._estimator import BaseEstimator, ClassifierMixin, ConvergenceWarning, NotFittedError
 from ._lbfgs import fit_linear
-from ._model_inputs import (check_classes, check_params, check_X, check_y, encode, is_dask,
-                            rng_from)
+from ._model_inputs import (check_classes, check_dask_X, check_params, check_X, check_y, encode,
+                            is_dask, rng_from)
 from ._network import Network, Workspace
 from ._optimizers import make_optimizer
 from ._training import run_epoch
@@ -44,7 +44,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Step size of the mini-batch optimizer.
     l2 : float >= 0, default 0
         L2 penalty on the weights.  scikit-learn's LogisticRegression's
-        ``C`` is ``1 / (n_samples * l2)``.
+        ``C`` is ``1 / (n_samples * l2)``; for two classes ``2 / (n_samples
+        * l2)`` (both columns are penalised: at the optimum they are w / 2
+        and -w / 2 for LogisticRegression's w).
     batch_size : int, default 64
         Rows per mini-batch (the whole data when larger).  With batch_norm a
         last batch of a single row is skipped (rows are reshuffled each epoch).
@@ -130,6 +132,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return self._fit_dask(X, y, p)
         X = check_X(X, p.dtype)
         y = check_y(y, X.shape[0])
+        _check_batch_rows(X, p)
         self.classes_ = check_classes(y, "y")
         codes = encode(y, self.classes_)
         self.n_features_in_ = X.shape[1]
@@ -161,6 +164,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"classes {np.unique(classes).tolist()} differ from those of "
                                  f"the first partial_fit call {all_classes.tolist()}")
         codes = encode(check_y(y, X.shape[0]), all_classes)
+        _check_batch_rows(X, p)
         if first:  # every check passed: now the state may change
             self.classes_, self.n_features_in_ = all_classes, X.shape[1]
             self._start(p)
@@ -254,7 +258,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             raise ValueError("a Dask array X needs solver='lbfgs' (full-batch)")
         if y is None:
             raise ValueError("requires y to be passed with a Dask array X")
-        labels = y.compute() if is_dask(y) else check_y(y, X.shape[0])
+        X = check_dask_X(X, p.dtype)
+        labels = check_y(y.compute() if is_dask(y) else y, X.shape[0])
         self.classes_ = check_classes(labels, "y")
         classes = self.classes_
         if is_dask(y):
@@ -264,7 +269,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             import dask.array as da
             codes = da.from_array(encode(labels, classes), chunks=(X.chunks[0],))
         self.n_features_in_ = X.shape[1]
-        return self._fit_lbfgs(X.astype(p.dtype), codes, p)
+        return self._fit_lbfgs(X, codes, p)
 
     # ---- prediction --------------------------------------------------------
 
@@ -291,3 +296,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """The most probable class of each row (labels from classes_)."""
         X = self._check_features(X)
         return self.classes_[self._codes_of(X)]
+
+
+def _check_batch_rows(X, p):
+    """Batch statistics need two rows or more (PyTorch's BatchNorm1d raises too)."""
+    if p.batch_norm and X.shape[0] < 2:
+        raise ValueError("batch_norm needs at least 2 samples to train on, got 1 sample")

@@ -68,7 +68,8 @@ def test_custom_shapes_replace_the_presets_unless_sizes_are_given():
 @pytest.mark.parametrize("argv", [
     ["--ops", "softmax,no_such_op"], ["--libs", "tensorflow"], ["--sizes", "huge"],
     ["--shape", "8by3"], ["--shape", "0x3"], ["--repeats", "0"], ["--threads", "-1"],
-    ["--dtype", "int8"],
+    ["--dtype", "int8"], ["--json", "/no/such/folder/run.json"],
+    ["--plot", "/no/such/folder/run.png"],
 ])
 def test_bad_options_exit_with_a_usage_error(argv, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -240,8 +241,15 @@ def test_markdown_output_is_a_table_with_a_row_per_library(tiny_run, tmp_path, c
                for line in lines)
 
 
-def test_a_file_that_is_not_a_run_is_refused(tmp_path):
+def test_a_file_that_is_not_a_run_is_refused(tmp_path, capsys):
     assert main(["--from-json", _saved(tmp_path, {"schema": "other"})]) == 2
+    assert main(["--from-json", _saved(tmp_path, [1, 2])]) == 2
+    not_json = tmp_path / "table.txt"
+    not_json.write_text("softmax 64x10 fastsm 1 us\n")
+    assert main(["--from-json", str(not_json)]) == 2
+    assert main(["--from-json", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "missing.json" in err and "Traceback" not in err
 
 
 def test_plot_writes_a_png(tiny_run, tmp_path):

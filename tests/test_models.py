@@ -333,6 +333,23 @@ def test_partial_fit_errors(rng):
         SoftmaxRegression(solver="lbfgs").partial_fit(X, y, classes=[0, 1, 2])
 
 
+def test_batch_norm_needs_two_rows_and_leaves_the_model_untouched(rng):
+    X, y = blobs(rng)
+    fresh = SoftmaxRegression(hidden_layer_sizes=(4,), batch_norm=True)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        fresh.partial_fit(X[:1], y[:1], classes=[0, 1, 2])
+    assert not hasattr(fresh, "network_")
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        SoftmaxRegression(hidden_layer_sizes=(4,), batch_norm=True).fit(X[:1], y[:1])
+    model = SoftmaxRegression(hidden_layer_sizes=(4,), batch_norm=True, max_epochs=2,
+                              random_state=0).fit(X, y)
+    before = [a.copy() for a in model.network_.state()]
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        model.partial_fit(X[:1], y[:1])
+    for a, b in zip(model.network_.state(), before):
+        np.testing.assert_array_equal(a, b)
+
+
 # ---- the L-BFGS path -------------------------------------------------------
 
 def test_lbfgs_reaches_the_minimum_of_the_objective(rng):
@@ -378,6 +395,22 @@ def test_dask_x_goes_through_the_fastsm_dask_contract(rng, monkeypatch):
         SoftmaxRegression().fit(da.from_array(X), labels)
 
 
+def test_dask_x_gets_the_checks_of_numpy_x(rng):
+    da = pytest.importorskip("dask.array")
+    X, y = blobs(rng)
+    with_nan = X.copy()
+    with_nan[5, 1] = np.nan
+    cases = [(with_nan, y, ValueError, "NaN"), (X * 1e300, y, ValueError, "too large"),
+             (X.astype(complex), y, ValueError, "Complex"), (X[:, 0], y, ValueError, "2D"),
+             (X, rng.random(len(y)), ValueError, "Unknown label type"),
+             (X, y[:-1], ValueError, "inconsistent")]
+    for bad_X, bad_y, error, match in cases:
+        for labels in (bad_y, da.from_array(bad_y, chunks=25)):
+            with pytest.raises(error, match=match):
+                SoftmaxRegression(solver="lbfgs", dtype="float32").fit(
+                    da.from_array(bad_X, chunks=40), labels)
+
+
 # ---- errors ----------------------------------------------------------------
 
 def test_predict_before_fit_is_not_fitted_error(rng):
@@ -401,6 +434,10 @@ def test_wrong_feature_count_is_rejected(rng):
     ("learning_rate", 0.0, ValueError, "learning_rate"),
     ("learning_rate", "fast", TypeError, "learning_rate"),
     ("l2", -1.0, ValueError, "l2"),
+    ("l2", float("inf"), ValueError, "l2 must be finite"),
+    ("l2", float("nan"), ValueError, "l2 must be finite"),
+    ("learning_rate", float("inf"), ValueError, "learning_rate must be finite"),
+    ("tol", float("inf"), ValueError, "tol must be finite"),
     ("batch_size", 0, ValueError, "batch_size"),
     ("batch_size", 2.5, TypeError, "batch_size"),
     ("max_epochs", 0, ValueError, "max_epochs"),

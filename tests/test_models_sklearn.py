@@ -84,3 +84,16 @@ def test_grid_search_clones_and_sets_parameters(digits):
     twin = clone(search.best_estimator_)
     assert twin.get_params() == search.best_estimator_.get_params()
     assert not hasattr(twin, "coefs_")
+
+
+def test_two_classes_match_logistic_regression_at_twice_c(digits):
+    # Both columns are penalised, so for two classes C = 2 / (n * l2) (docstring).
+    X_train, X_test, y_train, _ = digits
+    X, y = X_train[y_train < 2], y_train[y_train < 2]
+    l2 = 0.01
+    ours = SoftmaxRegression(solver="lbfgs", l2=l2, tol=1e-10, max_epochs=10000).fit(X, y)
+    theirs = LogisticRegression(C=2 / (len(y) * l2), tol=1e-10, max_iter=10000).fit(X, y)
+    np.testing.assert_allclose(ours.predict_proba(X_test), theirs.predict_proba(X_test),
+                               atol=1e-5)
+    coef = ours.coefs_[0]
+    np.testing.assert_allclose(coef[:, 1] - coef[:, 0], theirs.coef_[0], rtol=1e-3, atol=1e-5)

@@ -1,6 +1,7 @@
 """``python -m fastsm.bench`` and ``fastsm-bench``: the command line."""
 import argparse
 import json
+import os
 import sys
 
 from . import report
@@ -95,6 +96,11 @@ def parse_args(argv=None):
     if unknown:
         parser.error(f"unknown sizes {', '.join(unknown)}; choose from {', '.join(SIZES)}")
     args.shapes = list(dict.fromkeys([s for name in sizes for s in SIZES[name]] + args.shape))
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+            # checked now: a run of many minutes must not end in a traceback
+            parser.error(f"{option} {path}: {folder} is not a writable directory")
     return args
 
 
@@ -141,9 +147,13 @@ def main(argv=None):
         sys.stdout.write(_listing())
         return 0
     if args.from_json:
-        with open(args.from_json) as f:
-            doc = json.load(f)
-        if doc.get("schema") != SCHEMA:
+        try:
+            with open(args.from_json) as f:
+                doc = json.load(f)
+        except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+            sys.stderr.write(f"cannot read {args.from_json}: {exc}\n")
+            return 2
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
             sys.stderr.write(f"{args.from_json} is not a {SCHEMA} file\n")
             return 2
     else:
