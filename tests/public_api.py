@@ -147,7 +147,7 @@ def finite_max(*arrays):
 
 
 def axis_length(shape, axis):
-    if axis is None:
+    if axis is None or not shape:  # a scalar: one slice of one value along 0 or -1
         return int(np.prod(shape))
     if isinstance(axis, tuple):
         return int(np.prod([shape[a] for a in axis]))
@@ -656,9 +656,10 @@ def assert_agree(entry, got, want, kwargs, axis):
         return
     got_a, want_a = np.asarray(got), np.asarray(want)
     assert got_a.shape == want_a.shape, (got_a.shape, want_a.shape)
-    assert got_a.dtype.newbyteorder("=") == want_a.dtype, (got_a.dtype, want_a.dtype)
-    rtol = RTOL.get(want_a.dtype, 0.0)
-    atol = rtol * entry.scale(kwargs, axis) + FLOOR.get(want_a.dtype, 0.0)
+    dtype = want_a.dtype.newbyteorder("=")
+    assert got_a.dtype.newbyteorder("=") == dtype, (got_a.dtype, want_a.dtype)
+    rtol = RTOL.get(dtype, 0.0)
+    atol = rtol * entry.scale(kwargs, axis) + FLOOR.get(dtype, 0.0)
     np.testing.assert_allclose(got_a.astype(np.float64), want_a.astype(np.float64),
                                rtol=rtol, atol=atol, equal_nan=True)
 
