@@ -436,6 +436,18 @@ def _bce_scale(kw, axis):
         * (1.0 + finite_max(kw.get("pos_weight", 1.0)))
 
 
+def _bce_domain(kw, axis):
+    """Finite targets clipped to [-1, 2]: a target is a probability, and huge
+    ones overflow intermediate products (1 - t) * x, (pw - 1) * t, whose
+    order then decides between NaN, inf and the finite exact value (the C
+    kernel and the reference group them differently).  Infinite and NaN
+    targets stay."""
+    t = np.asarray(kw["target"])
+    if t.dtype.kind == "f":
+        kw = dict(kw, target=np.where(np.isfinite(t), np.clip(t, -1, 2), t).astype(t.dtype))
+    return kw
+
+
 def _bce_cases(with_out):
     cases = array_cases("logits") + array_cases("target") + (
         Bad("target", lambda kw: np.zeros(np.shape(kw["logits"]) + (2,)), ValueError,
@@ -453,9 +465,9 @@ CROSS_ENTROPY = [
           bad=array_cases("x") + out_cases(lambda kw: np.zeros(np.shape(kw["x"]),
                                                                _float_dtype(kw["x"].dtype)))),
     Entry("binary_cross_entropy_with_logits", _make_bce, None, ("logits", "target"),
-          out_index=None, scale=_bce_scale, bad=_bce_cases(False)),
+          out_index=None, scale=_bce_scale, to_domain=_bce_domain, bad=_bce_cases(False)),
     Entry("binary_cross_entropy_with_logits_grad", _make_bce, None, ("logits", "target"),
-          inplace=("logits",), scale=_bce_scale, bad=_bce_cases(True)),
+          inplace=("logits",), scale=_bce_scale, to_domain=_bce_domain, bad=_bce_cases(True)),
 ]
 
 
