@@ -437,15 +437,19 @@ def _bce_scale(kw, axis):
 
 
 def _bce_domain(kw, axis):
-    """Finite targets clipped to [-1, 2]: a target is a probability, and huge
-    ones overflow intermediate products (1 - t) * x, (pw - 1) * t, whose
-    order then decides between NaN, inf and the finite exact value (the C
-    kernel and the reference group them differently).  Infinite and NaN
-    targets stay."""
-    t = np.asarray(kw["target"])
-    if t.dtype.kind == "f":
-        kw = dict(kw, target=np.where(np.isfinite(t), np.clip(t, -1, 2), t).astype(t.dtype))
-    return kw
+    """Finite targets clipped to [0, 1] (probabilities) and finite logits to
+    +-1e300 (float64) or +-1e30: beyond, the intermediate products of the
+    loss ((1 - t) * x, pos_weight * softplus) overflow where the loss does
+    not, and the order of the operations, which the C kernel and the
+    reference choose differently, decides between NaN, inf and the finite
+    exact value.  Infinities and NaN stay."""
+    def clipped(a, low, high):
+        a = np.asarray(a)
+        if a.dtype.kind != "f":
+            return a
+        return np.where(np.isfinite(a), np.clip(a, low, high), a).astype(a.dtype)
+    big = 1e300 if np.asarray(kw["logits"]).dtype == np.float64 else 1e30
+    return dict(kw, target=clipped(kw["target"], 0, 1), logits=clipped(kw["logits"], -big, big))
 
 
 def _bce_cases(with_out):
