@@ -137,7 +137,12 @@ def hardmax(x, axis=-1, *, out=None):
     (a,) = _reduced_axes(x.ndim, axis, allow_axes=False)
     if whole(x, (a,)):
         return _by_block(_hardmax, x, axis, result)
-    first = da.argmax(x, axis=a, keepdims=True)
+    if x.shape[a] == 0:
+        return x.astype(result)
+    # dask's argmax fails on an empty chunk: it reads the others only
+    filled = [i for i, size in enumerate(x.chunks[a]) if size]
+    scanned = x.blocks[(slice(None),) * a + (filled,)] if len(filled) < len(x.chunks[a]) else x
+    first = da.argmax(scanned, axis=a, keepdims=True)
     position = da.arange(x.shape[a], chunks=(x.chunks[a],))
     position = position[(None,) * a + (slice(None),) + (None,) * (x.ndim - a - 1)]
     with warnings.catch_warnings():  # the one-hot has x's chunks, more than either operand

@@ -123,6 +123,16 @@ def test_hardmax_ties_and_nan_go_to_the_first_across_chunks():
     np.testing.assert_array_equal(fd.hardmax(chunked(x, (1, 1))).compute(), want)
 
 
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("chunks", [((2,), (1, 0, 2)), ((2,), (0, 3)), ((1, 1), (0, 1, 0, 1, 1, 0)),
+                                    ((0, 2), (1, 2)), ((2,), (0, 0))])
+def test_empty_chunks_along_the_axis(name, chunks):
+    x = np.array([[0.0, 1.0, 2.0], [9.0, 4.0, 5.0]])[:, :sum(chunks[1])]
+    y = getattr(fd, name)(chunked(x, chunks))
+    assert y.chunks == chunked(x, chunks).chunks
+    close(y.compute(), getattr(fastsm, name)(x))
+
+
 def test_softmax_of_rows_split_across_chunks_sums_to_one(rng):
     x = rng.standard_normal((6, 1000)) * 30
     y = fd.softmax(chunked(x, (2, 77))).compute()
