@@ -129,7 +129,7 @@ def normalize_block(x, mean, var, weight, bias, *, eps, feature):
 def _checked(t, n, ignore_index, weight):
     """(the index targets of a block as int64, the sum of their weights),
     after checking that each lies in [0, n) or is ignore_index."""
-    t = np.ascontiguousarray(t, np.int64)
+    t = np.ascontiguousarray(t, np.int64).reshape(np.shape(t))  # 0-d stays 0-d
     bad, weight_sum = _xk.check_index(t, n, ignore_index, weight,
                                       weight is not None and weight.dtype == np.float32)
     if bad >= 0:

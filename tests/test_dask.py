@@ -232,6 +232,26 @@ def test_class_axis_1_of_3d_logits(chunks, probabilities, rng):
         close(a, b)
 
 
+@pytest.mark.parametrize("chunks", [4, 2, 1, (1, 3), (2, 0, 2)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("target", [np.int64(2), np.array(-100), "dask"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_unbatched_logits_with_a_0d_index_target(chunks, reduction, target, weighted):
+    logits = np.array([1.0, 2.0, 3.0, 0.5], np.float32)
+    if isinstance(target, str):
+        target = da.from_array(np.array(1))
+    options = dict(reduction=reduction, weight=[1.0, 2.0, 0.5, 3.0] if weighted else None)
+    want_loss, want_grad = fastsm.cross_entropy_with_grad(logits, np.asarray(target), **options)
+    x = chunked(logits, chunks)
+    loss, grad = fd.cross_entropy_with_grad(x, target, **options)
+    alone = fd.cross_entropy(x, target, **options), fd.cross_entropy_grad(x, target, **options)
+    for lazy_loss, lazy_grad in ((loss, grad), alone):
+        assert lazy_loss.shape == () and lazy_grad.shape == (4,)
+        got_loss, got_grad = dask.compute(lazy_loss, lazy_grad)
+        close(got_loss, want_loss)
+        close(got_grad, want_grad)
+
+
 @pytest.mark.parametrize("chunks", [(20, 7), (4, 3)])
 def test_float16_and_integer_logits(chunks, rng):
     logits, target = xent_data(rng, np.float16)
