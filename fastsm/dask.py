@@ -33,7 +33,7 @@ from ._dask_common import as_dask, lse, meta, no_out, whole
 from ._dask_batchnorm import batch_norm_forward, batch_norm_stats
 from ._dask_linear import linear_loss_and_grad
 from ._dask_xent import cross_entropy, cross_entropy_grad, cross_entropy_with_grad
-from ._layout import axes_to_end, normalize_axis
+from ._layout import axes_to_end, check_scalar_axis, normalize_axis
 from ._softmax import hardmax as _hardmax, log_softmax as _log_softmax, softmax as _softmax
 
 __all__ = ["softmax", "log_softmax", "hardmax", "cross_entropy", "cross_entropy_grad",
@@ -45,6 +45,9 @@ def _reduced_axes(ndim, axis, allow_axes):
     if allow_axes and (axis is None or isinstance(axis, tuple)):
         perm, count = axes_to_end(axis, ndim)
         return perm[ndim - count:]
+    if ndim == 0:  # one slice of one value
+        check_scalar_axis(axis)
+        return ()
     return (normalize_axis(axis, ndim),)
 
 
@@ -134,9 +137,10 @@ def hardmax(x, axis=-1, *, out=None):
     """
     no_out(out)
     x, _, result = as_dask(x, "x")
-    (a,) = _reduced_axes(x.ndim, axis, allow_axes=False)
-    if whole(x, (a,)):
+    axes = _reduced_axes(x.ndim, axis, allow_axes=False)
+    if whole(x, axes):
         return _by_block(_hardmax, x, axis, result)
+    (a,) = axes
     if x.shape[a] == 0:
         return x.astype(result)
     # dask's argmax fails on an empty chunk: it reads the others only

@@ -160,6 +160,24 @@ def test_scalar_with_axis_none():
     assert fd.softmax(da.from_array(np.float64(3.0)), axis=None).compute() == 1.0
 
 
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("axis", [0, -1, None])
+@pytest.mark.parametrize("value", [np.float32(3.0), np.float16(-2.0), np.int16(7), np.float64(np.nan)])
+def test_0d_input_is_one_slice_of_one_value(name, axis, value):
+    if name == "hardmax" and axis is None:
+        axis = 0
+    y = getattr(fd, name)(da.from_array(np.asarray(value)), axis=axis)
+    assert y.shape == ()
+    close(y.compute(), getattr(fastsm, name)(np.asarray(value), axis=axis))
+
+
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("axis", [1, -2])
+def test_0d_input_takes_no_other_axis(name, axis):
+    raises_as_numpy_api(lambda: getattr(fastsm, name)(np.float64(1.0), axis=axis),
+                        lambda: getattr(fd, name)(untouchable(()), axis=axis))
+
+
 def test_array_likes_are_accepted():
     close(fd.softmax([[1.0, 2.0, 3.0]]).compute(), fastsm.softmax([[1.0, 2.0, 3.0]]))
 
