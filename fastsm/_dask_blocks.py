@@ -13,8 +13,10 @@ combines them as it does any array:
 """
 import numpy as np
 
+from . import _binary_kernels as _bk
 from . import _xent_kernels as _xk
 from ._batchnorm import batch_norm_forward, batch_norm_stats, merge_stats
+from ._binary import _check as binary_check, _repeating, binary_cross_entropy_with_logits
 from ._result_cache import empty
 from ._threads import threads
 from ._xent import _plan, cross_entropy_with_grad
@@ -72,6 +74,22 @@ def log_softmax_from_lse(x, lse, compute, result):
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         y = (x - lse["m"].astype(compute)) - np.log(lse["s"]).astype(compute)
     return y.astype(result, copy=False)
+
+
+def softmax_backward_from_sum(grad, y, total, compute, result):
+    """y * (grad - total): softmax_backward of a block, given its slices'
+    sum(grad * y)."""
+    grad, y = grad.astype(compute, copy=False), y.astype(compute, copy=False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (y * (grad - total.astype(compute))).astype(result, copy=False)
+
+
+def log_softmax_backward_from_sum(grad, logp, total, compute, result):
+    """grad - exp(logp) * total: log_softmax_backward of a block, given its
+    slices' sum(grad)."""
+    grad, logp = grad.astype(compute, copy=False), logp.astype(compute, copy=False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (grad - np.exp(logp) * total.astype(compute)).astype(result, copy=False)
 
 
 # ---- batch-norm statistics over blocks -------------------------------------
@@ -235,6 +253,36 @@ def scaled(a, denominator, result):
     """a / denominator (0 where the denominator is 0), in the result dtype."""
     denominator = float(denominator)
     return (a * (1.0 / denominator if denominator else 0.0)).astype(result, copy=False)
+
+
+# ---- binary cross-entropy ----------------------------------------------------
+# w and pw: None, or blocks that broadcast to the logits' block.
+
+def bce_losses(x, t, w, pw):
+    """The per-element binary cross-entropy of a block."""
+    return single_threaded(binary_cross_entropy_with_logits, x, t, weight=w, pos_weight=pw,
+                           reduction="none")
+
+
+def bce_sum(x, t, w, pw):
+    """The block's summed binary cross-entropy in float64, every dimension 1."""
+    x, t, w, pw, _ = binary_check(x, t, w, pw, "sum")
+    total = _bk.bce_loss(x, t, _repeating(w, x.shape), _repeating(pw, x.shape), None, 1)
+    return np.full((1,) * x.ndim, total)
+
+
+def bce_grad(x, t, w, pw, count):
+    """The block's gradient of the binary cross-entropy, divided by `count`
+    (the element count of the whole array for "mean", else 0: no division),
+    in the compute dtype, as the NumPy API divides its one array."""
+    x, t, w, pw, result = binary_check(x, t, w, pw, "sum")
+    grad = empty(x.shape, x.dtype)
+    _bk.sigmoid_minus(x, t, _repeating(pw, x.shape), grad, 1)
+    if w is not None:
+        np.multiply(grad, w, out=grad)
+    if count:
+        np.divide(grad, count, out=grad)
+    return grad.astype(result, copy=False)
 
 
 # ---- the linear model's loss and gradient ----------------------------------

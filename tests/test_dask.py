@@ -124,8 +124,8 @@ def test_hardmax_ties_and_nan_go_to_the_first_across_chunks():
 
 
 @pytest.mark.parametrize("name", UNARY)
-@pytest.mark.parametrize("chunks", [((2,), (1, 0, 2)), ((2,), (0, 3)), ((1, 1), (0, 1, 0, 1, 1, 0)),
-                                    ((0, 2), (1, 2)), ((2,), (0, 0))])
+@pytest.mark.parametrize("chunks", [((2,), (1, 0, 2)), ((2,), (0, 3)), ((0, 2), (1, 2)),
+                                    ((1, 1), (0, 1, 0, 1, 1, 0)), ((2,), (0, 0))])
 def test_empty_chunks_along_the_axis(name, chunks):
     x = np.array([[0.0, 1.0, 2.0], [9.0, 4.0, 5.0]])[:, :sum(chunks[1])]
     y = getattr(fd, name)(chunked(x, chunks))
@@ -162,7 +162,8 @@ def test_scalar_with_axis_none():
 
 @pytest.mark.parametrize("name", UNARY)
 @pytest.mark.parametrize("axis", [0, -1, None])
-@pytest.mark.parametrize("value", [np.float32(3.0), np.float16(-2.0), np.int16(7), np.float64(np.nan)])
+@pytest.mark.parametrize("value", [np.float32(3.0), np.float16(-2.0), np.int16(7),
+                                   np.float64(np.nan)])
 def test_0d_input_is_one_slice_of_one_value(name, axis, value):
     if name == "hardmax" and axis is None:
         axis = 0
@@ -180,6 +181,163 @@ def test_0d_input_takes_no_other_axis(name, axis):
 
 def test_array_likes_are_accepted():
     close(fd.softmax([[1.0, 2.0, 3.0]]).compute(), fastsm.softmax([[1.0, 2.0, 3.0]]))
+
+
+# ---- backward passes of the softmax family ---------------------------------------
+
+BACKWARD = {"softmax_backward": fastsm.softmax, "log_softmax_backward": fastsm.log_softmax}
+
+
+@pytest.mark.parametrize("name", BACKWARD)
+@pytest.mark.parametrize("chunks", CHUNKINGS.values(), ids=CHUNKINGS.keys())
+@pytest.mark.parametrize("axis", [-1, 0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int16])
+def test_backward_equals_numpy_api(name, chunks, axis, dtype, rng):
+    grad = (rng.standard_normal((20, 11)) * 4).astype(dtype)
+    forward = BACKWARD[name](rng.standard_normal((20, 11)), axis=axis).astype(dtype)
+    got = getattr(fd, name)(chunked(grad, chunks), chunked(forward, chunks), axis=axis)
+    assert got.chunks == chunked(grad, chunks).chunks
+    close(got.compute(), getattr(fastsm, name)(grad, forward, axis=axis))
+
+
+@pytest.mark.parametrize("name", BACKWARD)
+@pytest.mark.parametrize("chunks", [((2, 0, 3), 4), (5, (1, 0, 3)), ((2, 3), (4, 0))])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_backward_of_mixed_dtypes_and_chunks(name, chunks, axis, rng):
+    grad = rng.standard_normal((5, 4)).astype(np.float32)
+    forward = BACKWARD[name](rng.standard_normal((5, 4)), axis=axis)
+    got = getattr(fd, name)(chunked(grad, chunks), chunked(forward, 2), axis=axis)
+    close(got.compute(), getattr(fastsm, name)(grad, forward, axis=axis))
+
+
+@pytest.mark.parametrize("name", BACKWARD)
+@pytest.mark.parametrize("axis", [0, -1])
+def test_backward_of_a_0d_array(name, axis):
+    got = getattr(fd, name)(da.from_array(np.float64(2.0)), da.from_array(np.float64(0.0)),
+                            axis=axis)
+    close(got.compute(), getattr(fastsm, name)(np.float64(2.0), np.float64(0.0), axis=axis))
+
+
+BACKWARD_BAD = [
+    ("axis", dict(axis=2)),
+    ("tuple axis", dict(axis=(0, 1))),
+    ("shapes", dict(other=np.zeros((4, 2)))),
+    ("grad dtype", dict(grad=np.zeros((4, 3), complex))),
+    ("other dtype", dict(other=np.zeros((4, 3), complex))),
+    ("0-d axis", dict(grad=np.float64(1.0), other=np.float64(1.0), axis=1)),
+]
+
+
+@pytest.mark.parametrize("name", BACKWARD)
+@pytest.mark.parametrize("case", BACKWARD_BAD, ids=[c[0] for c in BACKWARD_BAD])
+def test_backward_errors(name, case):
+    kwargs = dict(case[1])
+    grad = kwargs.pop("grad", np.zeros((4, 3)))
+    other = kwargs.pop("other", np.zeros((4, 3)))
+    raises_as_numpy_api(
+        lambda: getattr(fastsm, name)(grad, other, **kwargs),
+        lambda: getattr(fd, name)(untouchable(grad.shape, grad.dtype),
+                                  untouchable(other.shape, other.dtype), **kwargs))
+    with pytest.raises(TypeError, match="out"):
+        getattr(fd, name)(untouchable(3), untouchable(3), out=np.zeros(3))
+
+
+def test_backward_within_chunks_is_one_kernel_task_per_chunk(rng):
+    g = chunked(rng.standard_normal((40, 10)), (7, 10))
+    for name in BACKWARD:
+        graph = dict(getattr(fd, name)(g, g).__dask_graph__())
+        assert len(graph) == 2 * g.npartitions
+
+
+# ---- the binary case -------------------------------------------------------------
+
+@pytest.mark.parametrize("chunks", CHUNKINGS.values(), ids=CHUNKINGS.keys())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int16])
+def test_sigmoid_equals_numpy_api(chunks, dtype, rng):
+    x = (rng.standard_normal((20, 11)) * 30).astype(dtype)
+    y = fd.sigmoid(chunked(x, chunks))
+    assert y.chunks == chunked(x, chunks).chunks
+    close(y.compute(), fastsm.sigmoid(x))
+
+
+def binary_weights(rng, kind):
+    """(weight, pos_weight) of several shapes that broadcast to (20, 11)."""
+    return {
+        "none": (None, None),
+        "per class": (rng.random(11), rng.random(11) + 0.5),
+        "per row and column": (rng.random((20, 1)), rng.random((1, 11)) + 0.5),
+        "full and scalar": (rng.random((20, 11)), 2.0),
+        "dask": (da.from_array(rng.random((20, 11)), chunks=6),
+                 da.from_array(rng.random(11) + 0.5, chunks=4)),
+    }[kind]
+
+
+@pytest.mark.parametrize("chunks", CHUNKINGS.values(), ids=CHUNKINGS.keys())
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weights", ["none", "per class", "per row and column",
+                                     "full and scalar", "dask"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int16])
+def test_binary_cross_entropy_equals_numpy_api(chunks, reduction, weights, dtype, rng):
+    x = (rng.standard_normal((20, 11)) * 4).astype(dtype)
+    t = rng.random((20, 11))
+    weight, pos_weight = binary_weights(rng, weights)
+    options = dict(weight=weight, pos_weight=pos_weight, reduction=reduction)
+    numpy_options = dict(options, weight=np.asarray(weight) if weight is not None else None,
+                         pos_weight=np.asarray(pos_weight) if pos_weight is not None else None)
+    xd = chunked(x, chunks)
+    loss = fd.binary_cross_entropy_with_logits(xd, chunked(t, 4), **options)
+    grad = fd.binary_cross_entropy_with_logits_grad(xd, t, **options)
+    want_loss = fastsm.binary_cross_entropy_with_logits(x, t, **numpy_options)
+    assert loss.shape == np.shape(want_loss) and grad.chunks == xd.chunks
+    got_loss, got_grad = dask.compute(loss, grad)
+    close(got_loss, want_loss)
+    close(got_grad, fastsm.binary_cross_entropy_with_logits_grad(x, t, **numpy_options))
+
+
+@pytest.mark.parametrize("shape", [(), (0, 3), (3, 0)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_binary_cross_entropy_of_0d_and_empty_arrays(shape, reduction):
+    x, t = np.full(shape, 1.5), np.full(shape, 0.25)
+    loss, grad = dask.compute(fd.binary_cross_entropy_with_logits(da.from_array(x), t,
+                                                                  reduction=reduction),
+                              fd.binary_cross_entropy_with_logits_grad(da.from_array(x), t,
+                                                                       reduction=reduction))
+    np.testing.assert_array_equal(loss, fastsm.binary_cross_entropy_with_logits(
+        x, t, reduction=reduction))
+    close(grad, fastsm.binary_cross_entropy_with_logits_grad(x, t, reduction=reduction))
+
+
+BINARY_BAD = [
+    ("reduction", dict(reduction="avg")),
+    ("target shape", dict(target=np.zeros((4, 2)))),
+    ("weight broadcast", dict(weight=np.ones(2))),
+    ("weight enlarges", dict(pos_weight=np.ones((2, 4, 3)))),
+    ("logits dtype", dict(logits=np.zeros((4, 3), complex))),
+    ("weight dtype", dict(weight=np.zeros(3, complex))),
+]
+
+
+@pytest.mark.parametrize("name", ["binary_cross_entropy_with_logits",
+                                  "binary_cross_entropy_with_logits_grad"])
+@pytest.mark.parametrize("case", BINARY_BAD, ids=[c[0] for c in BINARY_BAD])
+def test_binary_cross_entropy_errors(name, case):
+    kwargs = dict(case[1])
+    logits = kwargs.pop("logits", np.zeros((4, 3)))
+    target = kwargs.pop("target", np.zeros((4, 3)))
+    raises_as_numpy_api(
+        lambda: getattr(fastsm, name)(logits, target, **kwargs),
+        lambda: getattr(fd, name)(untouchable(logits.shape, logits.dtype),
+                                  untouchable(target.shape, target.dtype), **kwargs))
+
+
+def test_binary_out_is_a_type_error():
+    for call in (lambda: fd.sigmoid(untouchable(3), out=np.zeros(3)),
+                 lambda: fd.binary_cross_entropy_with_logits_grad(
+                     untouchable(3), untouchable(3), out=np.zeros(3))):
+        with pytest.raises(TypeError, match="out"):
+            call()
+    raises_as_numpy_api(lambda: fastsm.sigmoid(np.zeros(3, complex)),
+                        lambda: fd.sigmoid(untouchable(3, complex)))
 
 
 # ---- cross-entropy -------------------------------------------------------------
