@@ -11,13 +11,16 @@ combines them as it does any array:
   LSE    (m, s): the slice's max and sum(exp(x - m)), for the log-sum-exp;
   STATS  (n, mean, m2): batch-norm statistics of the values per feature.
 """
+import math
+
 import numpy as np
 
+from . import _batchnorm_kernels as _nk
 from . import _binary_kernels as _bk
 from . import _xent_kernels as _xk
 from ._batchnorm import batch_norm_forward, batch_norm_stats, merge_stats
 from ._binary import _check as binary_check, _repeating, binary_cross_entropy_with_logits
-from ._result_cache import empty
+from ._result_cache import contiguous, empty
 from ._threads import threads
 from ._xent import _plan, cross_entropy_with_grad
 
@@ -140,6 +143,50 @@ def normalize_block(x, mean, var, weight, bias, *, eps, feature):
     with threads(1):
         return batch_norm_forward(x, flat(weight), flat(bias), flat(mean), flat(var),
                                   training=False, eps=eps, axis=feature)[0]
+
+
+def _layout(shape, feature):
+    """(outer, C, inner) of a block with the features on axis `feature`."""
+    return (math.prod(shape[:feature]), shape[feature], math.prod(shape[feature + 1:]))
+
+
+def _flat(a):
+    """A block of a per-feature array (one chunk of length 1 along every other
+    axis) as a contiguous float64 array of shape (C,)."""
+    return None if a is None else np.ascontiguousarray(a, F64).reshape(-1)
+
+
+def grad_sums_block(g, x, mean, *, feature, compute):
+    """[sum(g), sum(g * (x - mean))] per feature of a block in float64, by
+    the kernel of the NumPy API, along a new last axis; the block's other
+    dimensions are 1."""
+    outer, C, inner = _layout(x.shape, feature)
+    sum_g, sum_gxc = np.zeros(C), np.zeros(C)
+    if x.size:
+        _nk.grad_sums(contiguous(g, compute), contiguous(x, compute), outer, C, inner,
+                      _flat(mean), sum_g, sum_gxc, 1)
+    shape = tuple(C if a == feature else 1 for a in range(x.ndim)) + (2,)
+    return np.stack([sum_g, sum_gxc], axis=-1).reshape(shape)
+
+
+def batch_norm_dx_block(g, x, mean, invstd, weight, sum_g, sum_gxc, *, feature, count,
+                        compute, result):
+    """dx of batch_norm_backward for a block, given the per-feature sums of
+    the whole array (None for training=False), as the NumPy API computes it."""
+    outer, C, inner = _layout(x.shape, feature)
+    invstd = _flat(invstd)
+    k = invstd if weight is None else invstd * _flat(weight)
+    dx = empty(x.shape, compute)
+    if x.size:
+        gc = contiguous(g, compute)
+        if sum_g is None:
+            _nk.apply(gc, None, dx, outer, C, inner, k, None, None, None, 1)
+        else:
+            with np.errstate(invalid="ignore", over="ignore"):
+                s = -invstd * invstd * _flat(sum_gxc) / count
+                t = -_flat(sum_g) / count
+            _nk.apply(gc, contiguous(x, compute), dx, outer, C, inner, k, s, _flat(mean), t, 1)
+    return dx.astype(result, copy=False)
 
 
 # ---- cross-entropy ---------------------------------------------------------

@@ -11,7 +11,8 @@ How the work is split:
 * When it spans several chunks, nothing is rechunked either: each chunk
   gives a small partial result (max and sum of exp for the log-sum-exp;
   the sum of grad * y or of grad for the backward passes; count, mean and
-  m2 for batch norm; max and first argmax for hardmax), the partials are
+  m2 for batch norm, sum(grad) and sum(grad * (x - mean)) for its backward
+  pass; max and first argmax for hardmax), the partials are
   combined in a tree (``dask.array.reduction``), and a blockwise pass
   writes the result.
 * The binary case (sigmoid, binary cross-entropy) is elementwise: one task
@@ -33,7 +34,7 @@ import dask.array as da
 
 from . import _dask_blocks as _b
 from ._dask_common import as_dask, lse, meta, no_out, whole
-from ._dask_batchnorm import batch_norm_forward, batch_norm_stats
+from ._dask_batchnorm import batch_norm_backward, batch_norm_forward, batch_norm_stats
 from ._dask_binary import (binary_cross_entropy_with_logits,
                            binary_cross_entropy_with_logits_grad, sigmoid)
 from ._dask_linear import linear_loss_and_grad
@@ -46,7 +47,8 @@ from ._softmax import softmax_backward as _softmax_backward
 __all__ = ["softmax", "log_softmax", "hardmax", "softmax_backward", "log_softmax_backward",
            "cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad", "sigmoid",
            "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_grad",
-           "batch_norm_forward", "batch_norm_stats", "linear_loss_and_grad"]
+           "batch_norm_forward", "batch_norm_backward", "batch_norm_stats",
+           "linear_loss_and_grad"]
 
 
 def _reduced_axes(ndim, axis, allow_axes):

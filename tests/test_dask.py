@@ -572,6 +572,38 @@ def test_running_statistics_of_chunked_batches_equal_those_of_whole_batches(rng)
     np.testing.assert_allclose(rv, want_rv, rtol=1e-13)
 
 
+@pytest.mark.parametrize("shape,axis,chunks",
+                         BN_CASES + [((30, 4), 1, ((10, 0, 20), (2, 0, 2)))])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_batch_norm_backward_equals_numpy_api(shape, axis, chunks, training, affine, dtype, rng):
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    grad = rng.standard_normal(shape).astype(dtype)
+    C = shape[axis]
+    weight = rng.random(C) + 0.5 if affine else None
+    mean, invstd = rng.standard_normal(C).astype(np.float32), rng.random(C).astype(np.float32) + 1
+    want = fastsm.batch_norm_backward(grad, x, weight, mean, invstd, training=training, axis=axis)
+    got = fd.batch_norm_backward(chunked(grad, 3), chunked(x, chunks), weight, mean, invstd,
+                                 training=training, axis=axis)
+    assert got[0].chunks == chunked(x, chunks).chunks
+    for a, b in zip(dask.compute(*got), want):
+        close(a, b)
+
+
+@pytest.mark.parametrize("chunks", [(7, 4), (7, 1), (1, 2)])
+def test_batch_norm_backward_of_the_lazy_forward_statistics(chunks, rng):
+    x, grad = rng.standard_normal((30, 4)), rng.standard_normal((30, 4))
+    weight = rng.random(4) + 0.5
+    _, mean, invstd = fd.batch_norm_forward(chunked(x, chunks), weight)
+    got = fd.batch_norm_backward(chunked(grad, chunks), chunked(x, chunks),
+                                 da.from_array(weight, chunks=3), mean, invstd)
+    _, want_mean, want_invstd = fastsm.batch_norm_forward(x, weight)
+    want = fastsm.batch_norm_backward(grad, x, weight, want_mean, want_invstd)
+    for a, b in zip(dask.compute(*got), want):
+        close(a, b)
+
+
 # ---- the linear model's loss and gradient -------------------------------------
 
 def numpy_linear_loss_and_grad(X, y, coef, intercept):
@@ -725,6 +757,38 @@ def test_batch_norm_stats_errors():
                         lambda: fd.batch_norm_stats(untouchable((2, 3)), axis=-3))
     raises_as_numpy_api(lambda: fastsm.batch_norm_stats(np.float64(1.0)),
                         lambda: fd.batch_norm_stats(untouchable(())))
+
+
+BN_BACKWARD_BAD = [
+    ("grad shape", dict(grad=np.zeros((5, 2)))),
+    ("scalar", dict(grad=np.float64(1.0), x=np.float64(1.0))),
+    ("axis", dict(axis=2)),
+    ("weight shape", dict(weight=np.ones(2))),
+    ("mean shape", dict(mean=np.zeros(4))),
+    ("no invstd", dict(invstd=None)),
+    ("x dtype", dict(x=np.zeros((5, 3), complex))),
+    ("weight dtype", dict(weight=np.zeros(3, complex))),
+]
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize("case", BN_BACKWARD_BAD, ids=[c[0] for c in BN_BACKWARD_BAD])
+def test_batch_norm_backward_errors(case, lazy):
+    kwargs = dict(case[1])
+    x = kwargs.pop("x", np.zeros((5, 3)))
+    grad = kwargs.pop("grad", np.zeros(x.shape))
+    per_feature = [kwargs.pop(name, default) for name, default in
+                   (("weight", None), ("mean", np.zeros(3)), ("invstd", np.ones(3)))]
+    lazy_per_feature = [a if a is None or not lazy else untouchable(a.shape, a.dtype)
+                        for a in per_feature]
+    raises_as_numpy_api(
+        lambda: fastsm.batch_norm_backward(grad, x, *per_feature, **kwargs),
+        lambda: fd.batch_norm_backward(untouchable(grad.shape, grad.dtype),
+                                       untouchable(x.shape, x.dtype), *lazy_per_feature,
+                                       **kwargs))
+    with pytest.raises(TypeError, match="out"):
+        fd.batch_norm_backward(untouchable((5, 3)), untouchable((5, 3)), None, np.zeros(3),
+                               np.ones(3), out=np.zeros((5, 3)))
 
 
 @pytest.mark.parametrize("X,y,coef,intercept,error,match", [
