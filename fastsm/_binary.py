@@ -78,6 +78,15 @@ def sigmoid(x, *, out=None):
 def _check(logits, target, weight, pos_weight, reduction):
     """Validated (x, t, w, pw, result dtype): x and t in the compute dtype and
     of one shape; w and pw (or None) broadcastable to it."""
+    x, t, extra, compute, result = check_arguments(logits, target, weight, pos_weight,
+                                                   reduction)
+    extra = [None if a is None else a.astype(compute, copy=False) for a in extra]
+    return contiguous(x, compute), contiguous(t, compute), extra[0], extra[1], result
+
+
+def check_arguments(logits, target, weight, pos_weight, reduction):
+    """The checks of `_check`, which read shapes and dtypes only: (x, t,
+    [w, pw], compute dtype, result dtype), the arrays as given (ndarrays)."""
     if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     x, compute, result = as_array(logits, "logits")
@@ -98,8 +107,8 @@ def _check(logits, target, weight, pos_weight, reduction):
         if np.broadcast_shapes(a.shape, x.shape) != x.shape:
             raise ValueError(f"{name} of shape {a.shape} would enlarge the logits' shape "
                              f"{x.shape}")
-        extra.append(a.astype(compute, copy=False))
-    return contiguous(x, compute), contiguous(t, compute), extra[0], extra[1], result
+        extra.append(a)
+    return x, t, extra, compute, result
 
 
 def _repeating(a, shape):

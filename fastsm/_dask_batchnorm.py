@@ -3,6 +3,9 @@
 The per-feature statistics come from one tree reduction: each chunk's
 (count, mean, m2) by ``fastsm.batch_norm_stats``, combined by
 ``fastsm.merge_stats``, so the feature axis and every other may be chunked.
+The backward pass's sums, sum(grad) and sum(grad * (x - mean)) per feature,
+are each chunk's in float64 by the NumPy API's kernel, added in a tree; dx
+is then one task per chunk.
 
 In training, `batch_norm_forward` computes those statistics at call time
 (one reduction, ``dask.compute`` on the active scheduler) and updates the
@@ -17,8 +20,8 @@ import numpy as np
 
 from . import _dask_blocks as _b
 from ._batchnorm import _update_running
-from ._batchnorm_args import feature_view, forward_args
-from ._dask_common import as_dask, ghost, meta, no_out
+from ._batchnorm_args import backward_args, feature_view, forward_args
+from ._dask_common import as_dask, ghost, meta, no_out, to_dask
 
 F64 = np.dtype(np.float64)
 
@@ -55,12 +58,15 @@ def batch_norm_stats(x, axis=1):
 
 
 def _per_feature(a, x, feature):
-    """A (C,) array as a dask array that broadcasts along x's other axes, in
-    x's chunks along the feature axis."""
+    """A (C,) array (a dask array stays lazy) as a float64 dask array that
+    broadcasts along x's other axes, in x's chunks along the feature axis."""
     if a is None:
         return None
-    shape = tuple(-1 if i == feature else 1 for i in range(x.ndim))
+    shape = tuple(x.shape[feature] if i == feature else 1 for i in range(x.ndim))
     chunks = tuple(x.chunks[i] if i == feature else (1,) for i in range(x.ndim))
+    if isinstance(a, da.Array):
+        a = a.astype(F64).reshape(shape)
+        return a if a.chunks == chunks else a.rechunk(chunks)
     return da.from_array(np.asarray(a, F64).reshape(shape), chunks=chunks)
 
 
@@ -120,3 +126,68 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     y = da.map_blocks(_b.normalize_block, x, *per_feature, eps=args.eps, feature=v.axis,
                       dtype=v.result, meta=meta(x.ndim, v.result))
     return y, da.from_array(mean.astype(v.compute)), da.from_array(invstd.astype(v.compute))
+
+
+def _ghost_if_lazy(a):
+    """What the NumPy API's checks see of a per-feature argument: a dask
+    array's shape and dtype, without computing it."""
+    return ghost(a.shape, a.dtype) if isinstance(a, da.Array) else a
+
+
+def batch_norm_backward(grad, x, weight, mean, invstd, *, training=True, axis=1, out=None):
+    """``fastsm.batch_norm_backward`` of dask arrays: (dx, dweight, dbias), lazily.
+
+    `weight`, `mean` and `invstd` may be NumPy or dask arrays of shape (C,)
+    (such as `batch_norm_forward`'s results).  The per-feature sums reduce
+    over every axis but the feature axis, each chunk's by fastsm's kernel,
+    added in a tree; any axis may be chunked.
+
+    Returns
+    -------
+    dx : dask.array.Array
+        `x`'s shape and chunks (`grad` is rechunked to them when they
+        differ), the result dtype of `grad` and `x`.
+    dweight, dbias : dask.array.Array of shape (C,)
+        In the dtype of ``fastsm.batch_norm_backward``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As ``fastsm.batch_norm_backward``, at call time; TypeError for `out`.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastsm.dask
+    >>> x = da.from_array(np.array([[0.0], [1.0], [5.0]]), chunks=1)
+    >>> y, mean, invstd = fastsm.dask.batch_norm_forward(x, eps=0.0001)
+    >>> grad = da.from_array(np.array([[1.0], [0.0], [0.0]]), chunks=2)
+    >>> dx, dw, db = fastsm.dask.batch_norm_backward(grad, x, None, mean, invstd)
+    >>> dx.compute().ravel().round(4), dw.compute().round(4), db.compute()
+    (array([ 0.1763, -0.2204,  0.0441]), array([-0.9258]), array([1.]))
+    """
+    no_out(out)
+    grad, x = to_dask(grad, "grad"), to_dask(x, "x")
+    per_feature = [None if a is None else to_dask(a, name) if isinstance(a, da.Array) else a
+                   for a, name in ((weight, "weight"), (mean, "mean"), (invstd, "invstd"))]
+    args = backward_args(ghost(grad.shape, grad.dtype), ghost(x.shape, x.dtype),
+                         *map(_ghost_if_lazy, per_feature), axis, None)
+    v = args.view
+    if grad.chunks != x.chunks:
+        grad = grad.rechunk(x.chunks)
+    weight, mean, invstd = (_per_feature(a, x, v.axis) for a in per_feature)
+    dims = "".join(chr(ord("a") + d) for d in range(x.ndim))
+    others = tuple(a for a in range(x.ndim) if a != v.axis)
+    parts = da.blockwise(_b.grad_sums_block, dims + "z", grad, dims, x, dims, mean, dims,
+                         new_axes={"z": 2}, adjust_chunks=dict.fromkeys(others, 1),
+                         feature=v.axis, compute=v.compute, dtype=F64,
+                         meta=meta(x.ndim + 1, F64))
+    sums = parts.sum(axis=others, keepdims=True, split_every=dict.fromkeys(others, 32))
+    sum_g, sum_gxc = sums[..., 0], sums[..., 1]
+    training_sums = (sum_g, dims, sum_gxc, dims) if training else (None, None, None, None)
+    dx = da.blockwise(_b.batch_norm_dx_block, dims, grad, dims, x, dims, mean, dims,
+                      invstd, dims, weight, None if weight is None else dims, *training_sums,
+                      feature=v.axis, count=v.outer * v.inner, compute=v.compute,
+                      result=v.result, dtype=v.result, meta=meta(x.ndim, v.result))
+    C = x.shape[v.axis]
+    dweight = (sum_gxc * invstd).reshape(C).astype(v.compute)
+    return dx, dweight, sum_g.reshape(C).astype(v.compute)

@@ -11,11 +11,16 @@ combines them as it does any array:
   LSE    (m, s): the slice's max and sum(exp(x - m)), for the log-sum-exp;
   STATS  (n, mean, m2): batch-norm statistics of the values per feature.
 """
+import math
+
 import numpy as np
 
+from . import _batchnorm_kernels as _nk
+from . import _binary_kernels as _bk
 from . import _xent_kernels as _xk
 from ._batchnorm import batch_norm_forward, batch_norm_stats, merge_stats
-from ._result_cache import empty
+from ._binary import _check as binary_check, _repeating, binary_cross_entropy_with_logits
+from ._result_cache import contiguous, empty
 from ._threads import threads
 from ._xent import _plan, cross_entropy_with_grad
 
@@ -74,6 +79,22 @@ def log_softmax_from_lse(x, lse, compute, result):
     return y.astype(result, copy=False)
 
 
+def softmax_backward_from_sum(grad, y, total, compute, result):
+    """y * (grad - total): softmax_backward of a block, given its slices'
+    sum(grad * y)."""
+    grad, y = grad.astype(compute, copy=False), y.astype(compute, copy=False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (y * (grad - total.astype(compute))).astype(result, copy=False)
+
+
+def log_softmax_backward_from_sum(grad, logp, total, compute, result):
+    """grad - exp(logp) * total: log_softmax_backward of a block, given its
+    slices' sum(grad)."""
+    grad, logp = grad.astype(compute, copy=False), logp.astype(compute, copy=False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (grad - np.exp(logp) * total.astype(compute)).astype(result, copy=False)
+
+
 # ---- batch-norm statistics over blocks -------------------------------------
 
 def _moved(a, feature):
@@ -124,12 +145,56 @@ def normalize_block(x, mean, var, weight, bias, *, eps, feature):
                                   training=False, eps=eps, axis=feature)[0]
 
 
+def _layout(shape, feature):
+    """(outer, C, inner) of a block with the features on axis `feature`."""
+    return (math.prod(shape[:feature]), shape[feature], math.prod(shape[feature + 1:]))
+
+
+def _flat(a):
+    """A block of a per-feature array (one chunk of length 1 along every other
+    axis) as a contiguous float64 array of shape (C,)."""
+    return None if a is None else np.ascontiguousarray(a, F64).reshape(-1)
+
+
+def grad_sums_block(g, x, mean, *, feature, compute):
+    """[sum(g), sum(g * (x - mean))] per feature of a block in float64, by
+    the kernel of the NumPy API, along a new last axis; the block's other
+    dimensions are 1."""
+    outer, C, inner = _layout(x.shape, feature)
+    sum_g, sum_gxc = np.zeros(C), np.zeros(C)
+    if x.size:
+        _nk.grad_sums(contiguous(g, compute), contiguous(x, compute), outer, C, inner,
+                      _flat(mean), sum_g, sum_gxc, 1)
+    shape = tuple(C if a == feature else 1 for a in range(x.ndim)) + (2,)
+    return np.stack([sum_g, sum_gxc], axis=-1).reshape(shape)
+
+
+def batch_norm_dx_block(g, x, mean, invstd, weight, sum_g, sum_gxc, *, feature, count,
+                        compute, result):
+    """dx of batch_norm_backward for a block, given the per-feature sums of
+    the whole array (None for training=False), as the NumPy API computes it."""
+    outer, C, inner = _layout(x.shape, feature)
+    invstd = _flat(invstd)
+    k = invstd if weight is None else invstd * _flat(weight)
+    dx = empty(x.shape, compute)
+    if x.size:
+        gc = contiguous(g, compute)
+        if sum_g is None:
+            _nk.apply(gc, None, dx, outer, C, inner, k, None, None, None, 1)
+        else:
+            with np.errstate(invalid="ignore", over="ignore"):
+                s = -invstd * invstd * _flat(sum_gxc) / count
+                t = -_flat(sum_g) / count
+            _nk.apply(gc, contiguous(x, compute), dx, outer, C, inner, k, s, _flat(mean), t, 1)
+    return dx.astype(result, copy=False)
+
+
 # ---- cross-entropy ---------------------------------------------------------
 
 def _checked(t, n, ignore_index, weight):
     """(the index targets of a block as int64, the sum of their weights),
     after checking that each lies in [0, n) or is ignore_index."""
-    t = np.ascontiguousarray(t, np.int64)
+    t = np.ascontiguousarray(t, np.int64).reshape(np.shape(t))  # 0-d stays 0-d
     bad, weight_sum = _xk.check_index(t, n, ignore_index, weight,
                                       weight is not None and weight.dtype == np.float32)
     if bad >= 0:
@@ -235,6 +300,36 @@ def scaled(a, denominator, result):
     """a / denominator (0 where the denominator is 0), in the result dtype."""
     denominator = float(denominator)
     return (a * (1.0 / denominator if denominator else 0.0)).astype(result, copy=False)
+
+
+# ---- binary cross-entropy ----------------------------------------------------
+# w and pw: None, or blocks that broadcast to the logits' block.
+
+def bce_losses(x, t, w, pw):
+    """The per-element binary cross-entropy of a block."""
+    return single_threaded(binary_cross_entropy_with_logits, x, t, weight=w, pos_weight=pw,
+                           reduction="none")
+
+
+def bce_sum(x, t, w, pw):
+    """The block's summed binary cross-entropy in float64, every dimension 1."""
+    x, t, w, pw, _ = binary_check(x, t, w, pw, "sum")
+    total = _bk.bce_loss(x, t, _repeating(w, x.shape), _repeating(pw, x.shape), None, 1)
+    return np.full((1,) * x.ndim, total)
+
+
+def bce_grad(x, t, w, pw, count):
+    """The block's gradient of the binary cross-entropy, divided by `count`
+    (the element count of the whole array for "mean", else 0: no division),
+    in the compute dtype, as the NumPy API divides its one array."""
+    x, t, w, pw, result = binary_check(x, t, w, pw, "sum")
+    grad = empty(x.shape, x.dtype)
+    _bk.sigmoid_minus(x, t, _repeating(pw, x.shape), grad, 1)
+    if w is not None:
+        np.multiply(grad, w, out=grad)
+    if count:
+        np.divide(grad, count, out=grad)
+    return grad.astype(result, copy=False)
 
 
 # ---- the linear model's loss and gradient ----------------------------------

@@ -123,6 +123,16 @@ def test_hardmax_ties_and_nan_go_to_the_first_across_chunks():
     np.testing.assert_array_equal(fd.hardmax(chunked(x, (1, 1))).compute(), want)
 
 
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("chunks", [((2,), (1, 0, 2)), ((2,), (0, 3)), ((0, 2), (1, 2)),
+                                    ((1, 1), (0, 1, 0, 1, 1, 0)), ((2,), (0, 0))])
+def test_empty_chunks_along_the_axis(name, chunks):
+    x = np.array([[0.0, 1.0, 2.0], [9.0, 4.0, 5.0]])[:, :sum(chunks[1])]
+    y = getattr(fd, name)(chunked(x, chunks))
+    assert y.chunks == chunked(x, chunks).chunks
+    close(y.compute(), getattr(fastsm, name)(x))
+
+
 def test_softmax_of_rows_split_across_chunks_sums_to_one(rng):
     x = rng.standard_normal((6, 1000)) * 30
     y = fd.softmax(chunked(x, (2, 77))).compute()
@@ -150,8 +160,184 @@ def test_scalar_with_axis_none():
     assert fd.softmax(da.from_array(np.float64(3.0)), axis=None).compute() == 1.0
 
 
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("axis", [0, -1, None])
+@pytest.mark.parametrize("value", [np.float32(3.0), np.float16(-2.0), np.int16(7),
+                                   np.float64(np.nan)])
+def test_0d_input_is_one_slice_of_one_value(name, axis, value):
+    if name == "hardmax" and axis is None:
+        axis = 0
+    y = getattr(fd, name)(da.from_array(np.asarray(value)), axis=axis)
+    assert y.shape == ()
+    close(y.compute(), getattr(fastsm, name)(np.asarray(value), axis=axis))
+
+
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("axis", [1, -2])
+def test_0d_input_takes_no_other_axis(name, axis):
+    raises_as_numpy_api(lambda: getattr(fastsm, name)(np.float64(1.0), axis=axis),
+                        lambda: getattr(fd, name)(untouchable(()), axis=axis))
+
+
 def test_array_likes_are_accepted():
     close(fd.softmax([[1.0, 2.0, 3.0]]).compute(), fastsm.softmax([[1.0, 2.0, 3.0]]))
+
+
+# ---- backward passes of the softmax family ---------------------------------------
+
+BACKWARD = {"softmax_backward": fastsm.softmax, "log_softmax_backward": fastsm.log_softmax}
+
+
+@pytest.mark.parametrize("name", BACKWARD)
+@pytest.mark.parametrize("chunks", CHUNKINGS.values(), ids=CHUNKINGS.keys())
+@pytest.mark.parametrize("axis", [-1, 0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int16])
+def test_backward_equals_numpy_api(name, chunks, axis, dtype, rng):
+    grad = (rng.standard_normal((20, 11)) * 4).astype(dtype)
+    forward = BACKWARD[name](rng.standard_normal((20, 11)), axis=axis).astype(dtype)
+    got = getattr(fd, name)(chunked(grad, chunks), chunked(forward, chunks), axis=axis)
+    assert got.chunks == chunked(grad, chunks).chunks
+    close(got.compute(), getattr(fastsm, name)(grad, forward, axis=axis))
+
+
+@pytest.mark.parametrize("name", BACKWARD)
+@pytest.mark.parametrize("chunks", [((2, 0, 3), 4), (5, (1, 0, 3)), ((2, 3), (4, 0))])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_backward_of_mixed_dtypes_and_chunks(name, chunks, axis, rng):
+    grad = rng.standard_normal((5, 4)).astype(np.float32)
+    forward = BACKWARD[name](rng.standard_normal((5, 4)), axis=axis)
+    got = getattr(fd, name)(chunked(grad, chunks), chunked(forward, 2), axis=axis)
+    close(got.compute(), getattr(fastsm, name)(grad, forward, axis=axis))
+
+
+@pytest.mark.parametrize("name", BACKWARD)
+@pytest.mark.parametrize("axis", [0, -1])
+def test_backward_of_a_0d_array(name, axis):
+    got = getattr(fd, name)(da.from_array(np.float64(2.0)), da.from_array(np.float64(0.0)),
+                            axis=axis)
+    close(got.compute(), getattr(fastsm, name)(np.float64(2.0), np.float64(0.0), axis=axis))
+
+
+BACKWARD_BAD = [
+    ("axis", dict(axis=2)),
+    ("tuple axis", dict(axis=(0, 1))),
+    ("shapes", dict(other=np.zeros((4, 2)))),
+    ("grad dtype", dict(grad=np.zeros((4, 3), complex))),
+    ("other dtype", dict(other=np.zeros((4, 3), complex))),
+    ("0-d axis", dict(grad=np.float64(1.0), other=np.float64(1.0), axis=1)),
+]
+
+
+@pytest.mark.parametrize("name", BACKWARD)
+@pytest.mark.parametrize("case", BACKWARD_BAD, ids=[c[0] for c in BACKWARD_BAD])
+def test_backward_errors(name, case):
+    kwargs = dict(case[1])
+    grad = kwargs.pop("grad", np.zeros((4, 3)))
+    other = kwargs.pop("other", np.zeros((4, 3)))
+    raises_as_numpy_api(
+        lambda: getattr(fastsm, name)(grad, other, **kwargs),
+        lambda: getattr(fd, name)(untouchable(grad.shape, grad.dtype),
+                                  untouchable(other.shape, other.dtype), **kwargs))
+    with pytest.raises(TypeError, match="out"):
+        getattr(fd, name)(untouchable(3), untouchable(3), out=np.zeros(3))
+
+
+def test_backward_within_chunks_is_one_kernel_task_per_chunk(rng):
+    g = chunked(rng.standard_normal((40, 10)), (7, 10))
+    for name in BACKWARD:
+        graph = dict(getattr(fd, name)(g, g).__dask_graph__())
+        assert len(graph) == 2 * g.npartitions
+
+
+# ---- the binary case -------------------------------------------------------------
+
+@pytest.mark.parametrize("chunks", CHUNKINGS.values(), ids=CHUNKINGS.keys())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int16])
+def test_sigmoid_equals_numpy_api(chunks, dtype, rng):
+    x = (rng.standard_normal((20, 11)) * 30).astype(dtype)
+    y = fd.sigmoid(chunked(x, chunks))
+    assert y.chunks == chunked(x, chunks).chunks
+    close(y.compute(), fastsm.sigmoid(x))
+
+
+def binary_weights(rng, kind):
+    """(weight, pos_weight) of several shapes that broadcast to (20, 11)."""
+    return {
+        "none": (None, None),
+        "per class": (rng.random(11), rng.random(11) + 0.5),
+        "per row and column": (rng.random((20, 1)), rng.random((1, 11)) + 0.5),
+        "full and scalar": (rng.random((20, 11)), 2.0),
+        "dask": (da.from_array(rng.random((20, 11)), chunks=6),
+                 da.from_array(rng.random(11) + 0.5, chunks=4)),
+    }[kind]
+
+
+@pytest.mark.parametrize("chunks", CHUNKINGS.values(), ids=CHUNKINGS.keys())
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weights", ["none", "per class", "per row and column",
+                                     "full and scalar", "dask"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int16])
+def test_binary_cross_entropy_equals_numpy_api(chunks, reduction, weights, dtype, rng):
+    x = (rng.standard_normal((20, 11)) * 4).astype(dtype)
+    t = rng.random((20, 11))
+    weight, pos_weight = binary_weights(rng, weights)
+    options = dict(weight=weight, pos_weight=pos_weight, reduction=reduction)
+    numpy_options = dict(options, weight=np.asarray(weight) if weight is not None else None,
+                         pos_weight=np.asarray(pos_weight) if pos_weight is not None else None)
+    xd = chunked(x, chunks)
+    loss = fd.binary_cross_entropy_with_logits(xd, chunked(t, 4), **options)
+    grad = fd.binary_cross_entropy_with_logits_grad(xd, t, **options)
+    want_loss = fastsm.binary_cross_entropy_with_logits(x, t, **numpy_options)
+    assert loss.shape == np.shape(want_loss) and grad.chunks == xd.chunks
+    got_loss, got_grad = dask.compute(loss, grad)
+    close(got_loss, want_loss)
+    close(got_grad, fastsm.binary_cross_entropy_with_logits_grad(x, t, **numpy_options))
+
+
+@pytest.mark.parametrize("shape", [(), (0, 3), (3, 0)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_binary_cross_entropy_of_0d_and_empty_arrays(shape, reduction):
+    x, t = np.full(shape, 1.5), np.full(shape, 0.25)
+    loss, grad = dask.compute(fd.binary_cross_entropy_with_logits(da.from_array(x), t,
+                                                                  reduction=reduction),
+                              fd.binary_cross_entropy_with_logits_grad(da.from_array(x), t,
+                                                                       reduction=reduction))
+    np.testing.assert_array_equal(loss, fastsm.binary_cross_entropy_with_logits(
+        x, t, reduction=reduction))
+    close(grad, fastsm.binary_cross_entropy_with_logits_grad(x, t, reduction=reduction))
+
+
+BINARY_BAD = [
+    ("reduction", dict(reduction="avg")),
+    ("target shape", dict(target=np.zeros((4, 2)))),
+    ("weight broadcast", dict(weight=np.ones(2))),
+    ("weight enlarges", dict(pos_weight=np.ones((2, 4, 3)))),
+    ("logits dtype", dict(logits=np.zeros((4, 3), complex))),
+    ("weight dtype", dict(weight=np.zeros(3, complex))),
+]
+
+
+@pytest.mark.parametrize("name", ["binary_cross_entropy_with_logits",
+                                  "binary_cross_entropy_with_logits_grad"])
+@pytest.mark.parametrize("case", BINARY_BAD, ids=[c[0] for c in BINARY_BAD])
+def test_binary_cross_entropy_errors(name, case):
+    kwargs = dict(case[1])
+    logits = kwargs.pop("logits", np.zeros((4, 3)))
+    target = kwargs.pop("target", np.zeros((4, 3)))
+    raises_as_numpy_api(
+        lambda: getattr(fastsm, name)(logits, target, **kwargs),
+        lambda: getattr(fd, name)(untouchable(logits.shape, logits.dtype),
+                                  untouchable(target.shape, target.dtype), **kwargs))
+
+
+def test_binary_out_is_a_type_error():
+    for call in (lambda: fd.sigmoid(untouchable(3), out=np.zeros(3)),
+                 lambda: fd.binary_cross_entropy_with_logits_grad(
+                     untouchable(3), untouchable(3), out=np.zeros(3))):
+        with pytest.raises(TypeError, match="out"):
+            call()
+    raises_as_numpy_api(lambda: fastsm.sigmoid(np.zeros(3, complex)),
+                        lambda: fd.sigmoid(untouchable(3, complex)))
 
 
 # ---- cross-entropy -------------------------------------------------------------
@@ -220,6 +406,26 @@ def test_class_axis_1_of_3d_logits(chunks, probabilities, rng):
     want = fastsm.cross_entropy_with_grad(logits, target, axis=1, label_smoothing=0.1)
     for a, b in zip(dask.compute(*got), want):
         close(a, b)
+
+
+@pytest.mark.parametrize("chunks", [4, 2, 1, (1, 3), (2, 0, 2)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("target", [np.int64(2), np.array(-100), "dask"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_unbatched_logits_with_a_0d_index_target(chunks, reduction, target, weighted):
+    logits = np.array([1.0, 2.0, 3.0, 0.5], np.float32)
+    if isinstance(target, str):
+        target = da.from_array(np.array(1))
+    options = dict(reduction=reduction, weight=[1.0, 2.0, 0.5, 3.0] if weighted else None)
+    want_loss, want_grad = fastsm.cross_entropy_with_grad(logits, np.asarray(target), **options)
+    x = chunked(logits, chunks)
+    loss, grad = fd.cross_entropy_with_grad(x, target, **options)
+    alone = fd.cross_entropy(x, target, **options), fd.cross_entropy_grad(x, target, **options)
+    for lazy_loss, lazy_grad in ((loss, grad), alone):
+        assert lazy_loss.shape == () and lazy_grad.shape == (4,)
+        got_loss, got_grad = dask.compute(lazy_loss, lazy_grad)
+        close(got_loss, want_loss)
+        close(got_grad, want_grad)
 
 
 @pytest.mark.parametrize("chunks", [(20, 7), (4, 3)])
@@ -364,6 +570,38 @@ def test_running_statistics_of_chunked_batches_equal_those_of_whole_batches(rng)
         fastsm.batch_norm_forward(x, running_mean=want_rm, running_var=want_rv)
     np.testing.assert_allclose(rm, want_rm, rtol=1e-13)
     np.testing.assert_allclose(rv, want_rv, rtol=1e-13)
+
+
+@pytest.mark.parametrize("shape,axis,chunks",
+                         BN_CASES + [((30, 4), 1, ((10, 0, 20), (2, 0, 2)))])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_batch_norm_backward_equals_numpy_api(shape, axis, chunks, training, affine, dtype, rng):
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    grad = rng.standard_normal(shape).astype(dtype)
+    C = shape[axis]
+    weight = rng.random(C) + 0.5 if affine else None
+    mean, invstd = rng.standard_normal(C).astype(np.float32), rng.random(C).astype(np.float32) + 1
+    want = fastsm.batch_norm_backward(grad, x, weight, mean, invstd, training=training, axis=axis)
+    got = fd.batch_norm_backward(chunked(grad, 3), chunked(x, chunks), weight, mean, invstd,
+                                 training=training, axis=axis)
+    assert got[0].chunks == chunked(x, chunks).chunks
+    for a, b in zip(dask.compute(*got), want):
+        close(a, b)
+
+
+@pytest.mark.parametrize("chunks", [(7, 4), (7, 1), (1, 2)])
+def test_batch_norm_backward_of_the_lazy_forward_statistics(chunks, rng):
+    x, grad = rng.standard_normal((30, 4)), rng.standard_normal((30, 4))
+    weight = rng.random(4) + 0.5
+    _, mean, invstd = fd.batch_norm_forward(chunked(x, chunks), weight)
+    got = fd.batch_norm_backward(chunked(grad, chunks), chunked(x, chunks),
+                                 da.from_array(weight, chunks=3), mean, invstd)
+    _, want_mean, want_invstd = fastsm.batch_norm_forward(x, weight)
+    want = fastsm.batch_norm_backward(grad, x, weight, want_mean, want_invstd)
+    for a, b in zip(dask.compute(*got), want):
+        close(a, b)
 
 
 # ---- the linear model's loss and gradient -------------------------------------
@@ -519,6 +757,38 @@ def test_batch_norm_stats_errors():
                         lambda: fd.batch_norm_stats(untouchable((2, 3)), axis=-3))
     raises_as_numpy_api(lambda: fastsm.batch_norm_stats(np.float64(1.0)),
                         lambda: fd.batch_norm_stats(untouchable(())))
+
+
+BN_BACKWARD_BAD = [
+    ("grad shape", dict(grad=np.zeros((5, 2)))),
+    ("scalar", dict(grad=np.float64(1.0), x=np.float64(1.0))),
+    ("axis", dict(axis=2)),
+    ("weight shape", dict(weight=np.ones(2))),
+    ("mean shape", dict(mean=np.zeros(4))),
+    ("no invstd", dict(invstd=None)),
+    ("x dtype", dict(x=np.zeros((5, 3), complex))),
+    ("weight dtype", dict(weight=np.zeros(3, complex))),
+]
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize("case", BN_BACKWARD_BAD, ids=[c[0] for c in BN_BACKWARD_BAD])
+def test_batch_norm_backward_errors(case, lazy):
+    kwargs = dict(case[1])
+    x = kwargs.pop("x", np.zeros((5, 3)))
+    grad = kwargs.pop("grad", np.zeros(x.shape))
+    per_feature = [kwargs.pop(name, default) for name, default in
+                   (("weight", None), ("mean", np.zeros(3)), ("invstd", np.ones(3)))]
+    lazy_per_feature = [a if a is None or not lazy else untouchable(a.shape, a.dtype)
+                        for a in per_feature]
+    raises_as_numpy_api(
+        lambda: fastsm.batch_norm_backward(grad, x, *per_feature, **kwargs),
+        lambda: fd.batch_norm_backward(untouchable(grad.shape, grad.dtype),
+                                       untouchable(x.shape, x.dtype), *lazy_per_feature,
+                                       **kwargs))
+    with pytest.raises(TypeError, match="out"):
+        fd.batch_norm_backward(untouchable((5, 3)), untouchable((5, 3)), None, np.zeros(3),
+                               np.ones(3), out=np.zeros((5, 3)))
 
 
 @pytest.mark.parametrize("X,y,coef,intercept,error,match", [

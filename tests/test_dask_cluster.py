@@ -57,6 +57,26 @@ def test_cross_entropy(client, chunks, reduction, rng):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("chunks", [(250, 9), (100, 4)])
+def test_backward_and_binary(client, chunks, rng):
+    g, x = rng.standard_normal((500, 9)), rng.standard_normal((500, 9))
+    t, pos_weight = rng.random((500, 9)), rng.random(9) + 0.5
+    y, logp = fastsm.softmax(x), fastsm.log_softmax(x)
+    d = [da.from_array(a, chunks=chunks) for a in (g, x, t, y, logp)]
+    got = client.compute([fd.softmax_backward(d[0], d[3]), fd.log_softmax_backward(d[0], d[4]),
+                          fd.sigmoid(d[1]),
+                          fd.binary_cross_entropy_with_logits(d[1], d[2], pos_weight=pos_weight),
+                          fd.binary_cross_entropy_with_logits_grad(d[1], d[2],
+                                                                   pos_weight=pos_weight)],
+                         sync=True)
+    want = [fastsm.softmax_backward(g, y), fastsm.log_softmax_backward(g, logp),
+            fastsm.sigmoid(x),
+            fastsm.binary_cross_entropy_with_logits(x, t, pos_weight=pos_weight),
+            fastsm.binary_cross_entropy_with_logits_grad(x, t, pos_weight=pos_weight)]
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
 def test_batch_norm_running_statistics(client, rng):
     x = rng.standard_normal((400, 3, 5)) * 2 + 3
     rm, rv = np.zeros(3), np.ones(3)

@@ -6,7 +6,7 @@ import pytest
 
 MODULES = ["fastsm._softmax", "fastsm._xent", "fastsm._binary", "fastsm._batchnorm",
            "fastsm._threads", "fastsm._memory", "fastsm.nn", "fastsm.models", "fastsm._dask_linear",
-           "fastsm.dask"]
+           "fastsm._dask_binary", "fastsm._dask_batchnorm", "fastsm.dask"]
 
 
 @pytest.mark.parametrize("name", MODULES)
