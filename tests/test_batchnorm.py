@@ -348,6 +348,25 @@ def test_empty_batches():
     np.testing.assert_array_equal(db, 0)
 
 
+@pytest.mark.parametrize("shape", [(5, 0), (5, 0, 3), (2, 3, 0)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_no_features_or_empty_runs(shape, training, dtype):
+    # (5, 0) once crashed the process: the kernels were called with C = 0.
+    x, C = np.zeros(shape, dtype), shape[1]
+    rm, rv = np.zeros(C, dtype), np.ones(C, dtype)
+    y, mean, invstd = fastsm.batch_norm_forward(x, None, None, rm, rv, training=training)
+    assert y.shape == shape and mean.shape == invstd.shape == (C,)
+    dx, dw, db = fastsm.batch_norm_backward(x, x, None, np.zeros(C), np.ones(C),
+                                            training=training)
+    assert dx.shape == shape and dx.dtype == dtype
+    np.testing.assert_array_equal(dw, 0)
+    np.testing.assert_array_equal(db, 0)
+    for got, want in zip((dx, dw, db), ref.batch_norm_backward(x, x, None, np.zeros(C),
+                                                               np.ones(C), training=training)):
+        np.testing.assert_array_equal(got, want)
+
+
 def bad_forward_calls(C):
     ok = dict(weight=np.ones(C), bias=np.zeros(C))
     yield "one value per feature", dict(x=np.ones((1, C)), **ok), ValueError
