@@ -253,27 +253,29 @@ def _log_softmax_backward_domain(kw, axis):
     return kw
 
 
-def _product_safe(a, largest_factor):
-    """Finite values clipped so that products with factors up to
-    `largest_factor` stay _sum_safe; NaN and +-inf as they are."""
+def _product_safe(a, largest_factor, factors=2):
+    """Finite values clipped so that products of `factors` of them and a
+    factor up to `largest_factor` stay _sum_safe; NaN and +-inf as they are."""
     a = np.asarray(a)
     if a.dtype.kind != "f" or a.size == 0:
         return a
-    bound = np.sqrt(float(np.finfo(a.dtype).max) / (2 * a.size) / largest_factor)
+    bound = (float(np.finfo(a.dtype).max) / (2 * a.size) / largest_factor) ** (1 / factors)
     with np.errstate(invalid="ignore"):
         return np.where(np.isfinite(a), np.clip(a, -bound, bound), a).astype(a.dtype)
 
 
 def _bn_backward_domain(kw, axis):
-    # dweight sums grad * (x - mean) * invstd: with invstd below 1e3 and every
-    # factor of the product bounded, no partial sum can overflow.
+    # dweight sums grad * (x - mean) * invstd, and the training dx takes
+    # (x - mean) * invstd^2 * that sum / n: with invstd below 1e3 and every
+    # factor bounded for a product of three, no intermediate can overflow,
+    # however the kernel and the reference group the factors.
     kw = dict(kw)
     for key in ("grad", "x"):
-        kw[key] = _product_safe(kw[key], 4e3)
+        kw[key] = _product_safe(kw[key], 4e9, factors=3)
     for key in ("mean", "invstd"):
         a = np.asarray(kw[key])
         if a.dtype.kind == "f":
-            kw[key] = (_product_safe(a, 4e3 * np.size(kw["x"])) if key == "mean"
+            kw[key] = (_product_safe(a, 4e9 * np.size(kw["x"]), factors=3) if key == "mean"
                        else np.where(np.isfinite(a), np.clip(a, -1e3, 1e3), a))
     return kw
 
