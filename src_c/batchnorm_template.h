@@ -22,6 +22,7 @@ typedef struct {
     const double *a, *s, *t;   /* apply: per-feature factors */
     REAL *pa, *ps, *pm, *pt;   /* apply: the factors per column (column layout) or feature */
     int descending;            /* apply, column layout: columns from the last (fsm_bn_descending) */
+    int row_at_a_time;         /* apply, column layout: fsm_bn_row_at_a_time */
     int blocked;               /* statistics, column layout: fsm_bn_tile_stats_blocked */
     int stream;                /* elementwise, run layout: fsm_bn_run_span streams */
     const double *weight;      /* train and backward: weight (or NULL) */
@@ -587,6 +588,7 @@ FSM_HOT static void FSM_K(fsm_bn_apply_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t 
     const FSM_K(fsm_bn_job) *job = ctx;
     const ptrdiff_t width = job->p.width, V = FSM_BN_LINE_VALUES;
     ptrdiff_t r = r0;
+    for (; job->row_at_a_time && r < r1; r++) FSM_K(fsm_bn_apply_span)(job, r * width, width, 0, 1);
     for (; r + 2 <= r1; r += 2) {
         /* columns [a, top) are whole 64-byte lines of row r's output */
         const ptrdiff_t a = FSM_K(fsm_bn_lead)(job->out + r * width, width);
@@ -716,6 +718,7 @@ static void FSM_K(fsm_bn_run_apply)(FSM_K(fsm_bn_job) *job, int max_threads)
                                   job->x ? job->ps : NULL, job->x ? job->pm : NULL, job->pt};
         job->descending = fsm_bn_descending(job->out, in, 6,
                                             p->width * (ptrdiff_t)sizeof(REAL));
+        job->row_at_a_time = fsm_bn_row_at_a_time(p, job->g != NULL, (ptrdiff_t)sizeof(REAL));
         fsm_parallel_for(p->outer, FSM_BN_WORK(2 * p->width), max_threads,
                          FSM_K(fsm_bn_apply_rows), job);
     } else {
