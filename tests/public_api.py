@@ -552,6 +552,7 @@ def _bn_backward_scale(kw, axis):
         a = np.abs(np.asarray(a, np.float64))
         return np.where(np.isfinite(a), a, 0.0)
     g, x = finite(kw["grad"]), finite(kw["x"])
+    axis = kw["axis"] % g.ndim  # the call's (the harness's `axis` may be an odd one)
     shape = [1] * g.ndim
     shape[axis] = -1
     mean, invstd = finite(kw["mean"]).reshape(shape), finite(kw["invstd"]).reshape(shape)
