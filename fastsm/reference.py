@@ -257,6 +257,10 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     shift = np.zeros(v.C) if args.bias is None else args.bias
     b = _per_feature_shape(x.ndim, v.axis)
     c = v.compute
+    # The factor in the data's precision, as the kernels and PyTorch take it:
+    # one below float's range is 0, and infinite data then gives NaN.
+    with np.errstate(over="ignore"):
+        scale = scale.astype(c).astype(np.float64)
     # In float64, as the kernels compute it: a float32 mean rounded before the
     # subtraction would lose the spread of data far from zero (values ~1e4).
     y = (x.astype(np.float64) - mean.reshape(b)) * scale.reshape(b) + shift.reshape(b)
