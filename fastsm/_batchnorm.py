@@ -223,24 +223,32 @@ def batch_norm_backward(grad, x, weight, mean, invstd, *, training=True, axis=1,
     if count and v.C:  # the kernels take sizes >= 1
         _k.grad_sums(gc, xc, v.outer, v.C, v.inner, args.mean, sum_g, sum_gxc,
                      get_num_threads())
-    invstd = args.invstd
-    k = invstd if args.weight is None else invstd * args.weight
 
     def differentiate(target):
-        if not xc.size:
-            return
-        if training:  # PyTorch's grouping: k * ((g - mean(g)) - (x - mean) * proj)
-            with np.errstate(invalid="ignore", over="ignore"):
-                s = -invstd * invstd * sum_gxc / count
-                t = -sum_g / count
-            _k.apply(gc, xc, target, v.outer, v.C, v.inner, k, s, args.mean, t,
-                     get_num_threads())
-        else:
-            _k.apply(gc, None, target, v.outer, v.C, v.inner, k, None, None, None,
-                     get_num_threads())
+        if xc.size:
+            dx_into(target, gc, xc, (v.outer, v.C, v.inner), args.invstd, args.weight,
+                    args.mean, (sum_g, sum_gxc) if training else None, count,
+                    get_num_threads())
 
     dx = _run_into(out, v.x.shape, v.compute, v.result, (gc, xc), differentiate)
-    return dx, (sum_gxc * invstd).astype(v.compute, copy=False), sum_g.astype(v.compute, copy=False)
+    return (dx, (sum_gxc * args.invstd).astype(v.compute, copy=False),
+            sum_g.astype(v.compute, copy=False))
+
+
+def dx_into(target, gc, xc, layout, invstd, weight, mean, sums, count, threads):
+    """batch_norm_backward's dx into `target`, all arrays C-contiguous with
+    `layout` (outer, C, inner), per-feature ones float64.  `sums` are
+    (sum(g), sum(g * (x - mean))) over the `count` values of each feature
+    in training, None with the statistics held fixed (then dx = g * k)."""
+    k = invstd if weight is None else invstd * weight
+    if sums is None:
+        _k.apply(gc, None, target, *layout, k, None, None, None, threads)
+        return
+    sum_g, sum_gxc = sums
+    with np.errstate(invalid="ignore", over="ignore"):  # PyTorch's grouping:
+        s = -invstd * invstd * sum_gxc / count  # k * ((g - mean(g)) - (x - mean) * proj)
+        t = -sum_g / count
+    _k.apply(gc, xc, target, *layout, k, s, mean, t, threads)
 
 
 def batch_norm_stats(x, axis=1):

@@ -214,9 +214,16 @@ def binary_cross_entropy_with_logits_grad(logits, target, *, weight=None, pos_we
     if out is not None:
         check_out(out, x.shape, result)
     grad = _destination(out, x, [x, t], read_after=(w, pw))
-    _k.sigmoid_minus(x, t, _repeating(pw, x.shape), grad, get_num_threads())
+    gradient_into(grad, x, t, w, pw, grad.size if reduction == "mean" else 0,
+                  get_num_threads())
+    return _deliver(grad, out, result)
+
+
+def gradient_into(grad, x, t, w, pw, divisor, threads):
+    """The binary cross-entropy's gradient into `grad` (x's shape and dtype,
+    x and t as _check gives them), divided by `divisor` unless it is 0."""
+    _k.sigmoid_minus(x, t, _repeating(pw, x.shape), grad, threads)
     if w is not None:
         np.multiply(grad, w, out=grad)
-    if reduction == "mean" and grad.size:
-        np.divide(grad, grad.size, out=grad)
-    return _deliver(grad, out, result)
+    if divisor:
+        np.divide(grad, divisor, out=grad)

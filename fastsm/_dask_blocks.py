@@ -18,11 +18,12 @@ import numpy as np
 from . import _batchnorm_kernels as _nk
 from . import _binary_kernels as _bk
 from . import _xent_kernels as _xk
-from ._batchnorm import batch_norm_forward, batch_norm_stats, merge_stats
+from ._batchnorm import batch_norm_forward, batch_norm_stats, dx_into, merge_stats
 from ._binary import _check as binary_check, _repeating, binary_cross_entropy_with_logits
+from ._binary import gradient_into
 from ._result_cache import contiguous, empty
 from ._threads import threads
-from ._xent import _plan, cross_entropy_with_grad
+from ._xent import _mean, _plan, cross_entropy_with_grad
 
 F64 = np.dtype(np.float64)
 LSE = np.dtype([("m", F64), ("s", F64)])
@@ -173,19 +174,12 @@ def batch_norm_dx_block(g, x, mean, invstd, weight, sum_g, sum_gxc, *, feature, 
                         compute, result):
     """dx of batch_norm_backward for a block, given the per-feature sums of
     the whole array (None for training=False), as the NumPy API computes it."""
-    outer, C, inner = _layout(x.shape, feature)
-    invstd = _flat(invstd)
-    k = invstd if weight is None else invstd * _flat(weight)
     dx = empty(x.shape, compute)
     if x.size:
-        gc = contiguous(g, compute)
-        if sum_g is None:
-            _nk.apply(gc, None, dx, outer, C, inner, k, None, None, None, 1)
-        else:
-            with np.errstate(invalid="ignore", over="ignore"):
-                s = -invstd * invstd * _flat(sum_gxc) / count
-                t = -_flat(sum_g) / count
-            _nk.apply(gc, contiguous(x, compute), dx, outer, C, inner, k, s, _flat(mean), t, 1)
+        training = sum_g is not None
+        dx_into(dx, contiguous(g, compute), contiguous(x, compute) if training else None,
+                _layout(x.shape, feature), _flat(invstd), _flat(weight), _flat(mean),
+                (_flat(sum_g), _flat(sum_gxc)) if training else None, count, 1)
     return dx.astype(result, copy=False)
 
 
@@ -282,8 +276,7 @@ def finish_loss(total, denominator, result):
     denominator None)."""
     if denominator is None:
         return np.asarray(total, result)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(np.float64(total) / np.float64(denominator), result)
+    return np.asarray(_mean(total, denominator), result)
 
 
 def item(pair, i):
@@ -324,11 +317,7 @@ def bce_grad(x, t, w, pw, count):
     in the compute dtype, as the NumPy API divides its one array."""
     x, t, w, pw, result = binary_check(x, t, w, pw, "sum")
     grad = empty(x.shape, x.dtype)
-    _bk.sigmoid_minus(x, t, _repeating(pw, x.shape), grad, 1)
-    if w is not None:
-        np.multiply(grad, w, out=grad)
-    if count:
-        np.divide(grad, count, out=grad)
+    gradient_into(grad, x, t, w, pw, count, 1)
     return grad.astype(result, copy=False)
 
 

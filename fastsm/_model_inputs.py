@@ -21,19 +21,10 @@ def is_dask(a):
     return type(a).__module__.split(".")[0] == "dask"
 
 
-def check_X(X, dtype, name="X"):
-    """X as a C-contiguous 2-D array of `dtype`, after sklearn's checks."""
-    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
-        raise TypeError(f"{name} is a sparse matrix: sparse input is not supported, "
-                        f"convert it with {name}.toarray()")
-    X = np.asarray(X)
+def _check_form(X, name):
+    """sklearn's checks of X's dtype kind and shape, which read no values."""
     if X.dtype.kind == "c":
         raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
-    if X.dtype.kind not in "biuf":
-        try:
-            X = X.astype(np.float64)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}: {e}") from None
     if X.ndim != 2:
         raise ValueError(f"Expected 2D array, got {X.ndim}D array instead: {name} must be "
                          f"(n_samples, n_features). Reshape your data with reshape(-1, 1) for "
@@ -44,6 +35,20 @@ def check_X(X, dtype, name="X"):
     if X.shape[1] < 1:
         raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum "
                          f"of 1 is required: {name} has no features")
+
+
+def check_X(X, dtype, name="X"):
+    """X as a C-contiguous 2-D array of `dtype`, after sklearn's checks."""
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{name} is a sparse matrix: sparse input is not supported, "
+                        f"convert it with {name}.toarray()")
+    X = np.asarray(X)
+    if X.dtype.kind not in "biufc":  # complex: refused by _check_form
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}: {e}") from None
+    _check_form(X, name)
     X = np.ascontiguousarray(X, dtype=dtype)
     if not np.isfinite(X).all():
         what = "NaN" if np.isnan(X).any() else "infinity or a value too large for " + str(dtype)
@@ -54,16 +59,9 @@ def check_X(X, dtype, name="X"):
 def check_dask_X(X, dtype, name="X"):
     """A Dask X, cast to `dtype`, after check_X's checks (the finiteness
     check computes one pass over the data)."""
-    if X.dtype.kind == "c":
-        raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
-    if X.dtype.kind not in "biuf":
+    if X.dtype.kind not in "biufc":
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    if X.ndim != 2:
-        raise ValueError(f"Expected 2D array, got {X.ndim}D array instead: {name} must be "
-                         f"(n_samples, n_features)")
-    if X.shape[0] < 1 or X.shape[1] < 1:
-        raise ValueError(f"Found array with shape {X.shape}: {name} has no samples or no "
-                         f"features")
+    _check_form(X, name)
     X = X.astype(dtype)
     if not bool(np.isfinite(X).all().compute()):  # a Dask reduction
         raise ValueError(f"Input {name} contains NaN or infinity (or a value too large "

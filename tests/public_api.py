@@ -225,13 +225,22 @@ def _make_unary(rng, shape, dtype, axis, special):
 # finite grads below max / (2 * size), so no partial sum can overflow; NaN
 # and +-inf still come in as they are.
 
+def _clip_finite(a, low, high):
+    """The finite values of a float array clipped to [low, high]; NaN and
+    +-inf, and arrays of other dtypes, as they are."""
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        return a
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(a), np.clip(a, low, high), a).astype(a.dtype)
+
+
 def _sum_safe(a):
     a = np.asarray(a)
     if a.dtype.kind != "f" or a.size == 0:
         return a
     bound = float(np.finfo(a.dtype).max) / (2 * a.size)
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(a), np.clip(a, -bound, bound), a).astype(a.dtype)
+    return _clip_finite(a, -bound, bound)
 
 
 def _softmax_backward_domain(kw, axis):
@@ -260,8 +269,7 @@ def _product_safe(a, largest_factor, factors=2):
     if a.dtype.kind != "f" or a.size == 0:
         return a
     bound = (float(np.finfo(a.dtype).max) / (2 * a.size) / largest_factor) ** (1 / factors)
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(a), np.clip(a, -bound, bound), a).astype(a.dtype)
+    return _clip_finite(a, -bound, bound)
 
 
 def _bn_backward_domain(kw, axis):
@@ -272,11 +280,8 @@ def _bn_backward_domain(kw, axis):
     kw = dict(kw)
     for key in ("grad", "x"):
         kw[key] = _product_safe(kw[key], 4e9, factors=3)
-    for key in ("mean", "invstd"):
-        a = np.asarray(kw[key])
-        if a.dtype.kind == "f":
-            kw[key] = (_product_safe(a, 4e9 * np.size(kw["x"]), factors=3) if key == "mean"
-                       else np.where(np.isfinite(a), np.clip(a, -1e3, 1e3), a))
+    kw["mean"] = _product_safe(kw["mean"], 4e9 * np.size(kw["x"]), factors=3)
+    kw["invstd"] = _clip_finite(kw["invstd"], -1e3, 1e3)
     return kw
 
 
@@ -445,13 +450,9 @@ def _bce_domain(kw, axis):
     not, and the order of the operations, which the C kernel and the
     reference choose differently, decides between NaN, inf and the finite
     exact value.  Infinities and NaN stay."""
-    def clipped(a, low, high):
-        a = np.asarray(a)
-        if a.dtype.kind != "f":
-            return a
-        return np.where(np.isfinite(a), np.clip(a, low, high), a).astype(a.dtype)
     big = 1e300 if np.asarray(kw["logits"]).dtype == np.float64 else 1e30
-    return dict(kw, target=clipped(kw["target"], 0, 1), logits=clipped(kw["logits"], -big, big))
+    return dict(kw, target=_clip_finite(kw["target"], 0, 1),
+                logits=_clip_finite(kw["logits"], -big, big))
 
 
 def _bce_cases(with_out):

@@ -232,12 +232,8 @@ BACKWARD_BAD = [
 @pytest.mark.parametrize("case", BACKWARD_BAD, ids=[c[0] for c in BACKWARD_BAD])
 def test_backward_errors(name, case):
     kwargs = dict(case[1])
-    grad = kwargs.pop("grad", np.zeros((4, 3)))
-    other = kwargs.pop("other", np.zeros((4, 3)))
-    raises_as_numpy_api(
-        lambda: getattr(fastsm, name)(grad, other, **kwargs),
-        lambda: getattr(fd, name)(untouchable(grad.shape, grad.dtype),
-                                  untouchable(other.shape, other.dtype), **kwargs))
+    pair_raises_as_numpy_api(name, kwargs.pop("grad", np.zeros((4, 3))),
+                             kwargs.pop("other", np.zeros((4, 3))), kwargs)
     with pytest.raises(TypeError, match="out"):
         getattr(fd, name)(untouchable(3), untouchable(3), out=np.zeros(3))
 
@@ -322,12 +318,8 @@ BINARY_BAD = [
 @pytest.mark.parametrize("case", BINARY_BAD, ids=[c[0] for c in BINARY_BAD])
 def test_binary_cross_entropy_errors(name, case):
     kwargs = dict(case[1])
-    logits = kwargs.pop("logits", np.zeros((4, 3)))
-    target = kwargs.pop("target", np.zeros((4, 3)))
-    raises_as_numpy_api(
-        lambda: getattr(fastsm, name)(logits, target, **kwargs),
-        lambda: getattr(fd, name)(untouchable(logits.shape, logits.dtype),
-                                  untouchable(target.shape, target.dtype), **kwargs))
+    pair_raises_as_numpy_api(name, kwargs.pop("logits", np.zeros((4, 3))),
+                             kwargs.pop("target", np.zeros((4, 3))), kwargs)
 
 
 def test_binary_out_is_a_type_error():
@@ -666,6 +658,15 @@ def raises_as_numpy_api(call_numpy, call_dask):
     with pytest.raises(numpy_error.type) as dask_error:
         call_dask()
     assert str(dask_error.value) == str(numpy_error.value)
+
+
+def pair_raises_as_numpy_api(name, a, b, kwargs):
+    """Function `name` of two arrays raises as the NumPy API, from dask
+    arrays that fail if their data is read."""
+    raises_as_numpy_api(
+        lambda: getattr(fastsm, name)(a, b, **kwargs),
+        lambda: getattr(fd, name)(untouchable(a.shape, a.dtype), untouchable(b.shape, b.dtype),
+                                  **kwargs))
 
 
 X_BAD = [
