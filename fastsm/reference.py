@@ -263,7 +263,11 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
         scale = scale.astype(c).astype(np.float64)
     # In float64, as the kernels compute it: a float32 mean rounded before the
     # subtraction would lose the spread of data far from zero (values ~1e4).
-    y = (x.astype(np.float64) - mean.reshape(b)) * scale.reshape(b) + shift.reshape(b)
+    # Halved, so that x - mean does not overflow where the two lie further
+    # apart than the largest float (the same value otherwise).
+    half = (x.astype(np.float64) / 2 - mean.reshape(b) / 2) * scale.reshape(b)
+    with np.errstate(over="ignore"):
+        y = half * 2 + shift.reshape(b)
     return _finish(y, v.result, out), mean.astype(c), invstd.astype(c)
 
 

@@ -20,7 +20,9 @@ typedef struct {
                                 * apply and train: per feature */
     double *part_a, *part_b;   /* per-task partial results */
     const double *a, *s, *t;   /* apply: per-feature factors */
-    REAL *pa, *ps, *pm, *pt;   /* apply: the factors per column (column layout) or feature */
+    REAL *pa, *ps, *pm, *pt;   /* apply: the factors per column (column layout) or feature, */
+    REAL *ph;                  /* ps and pm scaled by 1/ph and ph (fsm_bn_feature_factors) */
+    REAL half;                 /* apply, column layout: the ph of every column */
     int descending;            /* apply, column layout: columns from the last (fsm_bn_descending) */
     int row_at_a_time;         /* apply, column layout: fsm_bn_row_at_a_time */
     int blocked;               /* statistics, column layout: fsm_bn_tile_stats_blocked */
@@ -509,14 +511,15 @@ FSM_BN_INLINE void FSM_K(fsm_bn_apply_span_to)(const FSM_K(fsm_bn_job) *job, ptr
     const REAL *g = job->g ? job->g + offset : NULL, *x = job->x ? job->x + offset : NULL;
     const REAL *pa = job->pa + param, *ps = job->ps + param, *pm = job->pm + param,
                *pt = job->pt + param;
+    const REAL h = step ? job->half : job->ph[param];
     if (!g) {
         for (ptrdiff_t i = 0; i < n; i++)
-            out[i] = ps[i * step] * (x[i] - pm[i * step]) + pt[i * step];
+            out[i] = ps[i * step] * (x[i] * h - pm[i * step]) + pt[i * step];
     } else if (!x) {
         for (ptrdiff_t i = 0; i < n; i++) out[i] = pa[i * step] * (g[i] + pt[i * step]);
     } else {
         for (ptrdiff_t i = 0; i < n; i++)
-            out[i] = pa[i * step] * ((g[i] + pt[i * step]) + ps[i * step] * (x[i] - pm[i * step]));
+            out[i] = pa[i * step] * ((g[i] + pt[i * step]) + ps[i * step] * (x[i] * h - pm[i * step]));
     }
 }
 
@@ -560,12 +563,12 @@ FSM_BN_INLINE void FSM_K(fsm_bn_apply_two_rows)(const FSM_K(fsm_bn_job) *job, pt
     const REAL *g0 = job->g ? job->g + offset : NULL, *x0 = job->x ? job->x + offset : NULL;
     const REAL *g1 = g0 ? g0 + width : NULL, *x1 = x0 ? x0 + width : NULL;
     REAL *out0 = job->out + offset, *out1 = out0 + width;
-    const REAL *pa = job->pa, *ps = job->ps, *pm = job->pm, *pt = job->pt;
+    const REAL *pa = job->pa, *ps = job->ps, *pm = job->pm, *pt = job->pt, h = job->half;
     if (!g0) {
         FSM_BN_PER_ELEMENT for (ptrdiff_t i = col0; i < col1; i++) {
             const REAL s = ps[i], m = pm[i], t = pt[i], v0 = x0[i], v1 = x1[i];
-            out0[i] = s * (v0 - m) + t;
-            out1[i] = s * (v1 - m) + t;
+            out0[i] = s * (v0 * h - m) + t;
+            out1[i] = s * (v1 * h - m) + t;
         }
     } else if (!x0) {
         FSM_BN_PER_ELEMENT for (ptrdiff_t i = col0; i < col1; i++) {
@@ -577,8 +580,8 @@ FSM_BN_INLINE void FSM_K(fsm_bn_apply_two_rows)(const FSM_K(fsm_bn_job) *job, pt
         FSM_BN_PER_ELEMENT for (ptrdiff_t i = col0; i < col1; i++) {
             const REAL a = pa[i], s = ps[i], m = pm[i], t = pt[i];
             const REAL u0 = g0[i], u1 = g1[i], v0 = x0[i], v1 = x1[i];
-            out0[i] = a * ((u0 + t) + s * (v0 - m));
-            out1[i] = a * ((u1 + t) + s * (v1 - m));
+            out0[i] = a * ((u0 + t) + s * (v0 * h - m));
+            out1[i] = a * ((u1 + t) + s * (v1 * h - m));
         }
     }
 }
@@ -616,70 +619,84 @@ FSM_HOT static void FSM_K(fsm_bn_apply_runs)(void *ctx, ptrdiff_t r0, ptrdiff_t 
 }
 
 typedef struct {
-    REAL a, s, m, t;
+    REAL a, s, m, t, h;
 } FSM_K(fsm_bn_factors);
 
 /* REAL factors of feature c from the double ones.  The mean is split as
  * m + lo with m its REAL rounding: x - m is exact for x near the mean, and
  * s*lo folds into t, so data far from zero keeps its precision.  An
  * infinite m (an infinite mean, or a double one beyond float's range) or s
- * has lo 0: y = s*(x - m) + t is then -s*m for finite x, as PyTorch.  Which
- * inputs are given is a constant in each inlined copy, so that the loops
- * over features vectorise. */
+ * has lo 0: y = s*(x - m) + t is then -s*m for finite x, as PyTorch.
+ * s*(x - m) is taken as (2s)*(x/2 - m/2), h = 1/2: the same bits (halving
+ * is exact but for subnormals), but no overflow where x and m lie apart by
+ * more than the largest REAL.  Where 2s would overflow a finite s, h is 1
+ * and the factors are s and m (plain, or when asked).  Which inputs are
+ * given is a constant in each inlined copy, so that the loops over
+ * features vectorise. */
 FSM_BN_INLINE FSM_K(fsm_bn_factors) FSM_K(fsm_bn_feature_factors)(const FSM_K(fsm_bn_job) *job,
                                                                   ptrdiff_t c, int with_x,
-                                                                  int with_g, int with_t)
+                                                                  int with_g, int with_t,
+                                                                  int plain)
 {
     const double mc = with_x ? job->mean[c] : 0, sc = with_x ? job->s[c] : 0;
     const double tc = with_t ? job->t[c] : 0;
-    const REAL m = (REAL)mc;
+    const REAL m = (REAL)mc, s = (REAL)sc, s2 = 2 * s;
     /* without the split where it would make inf - inf or inf * 0 */
     const double t = isfinite(m) && isfinite(sc) ? tc - sc * (mc - (double)m) : tc;
-    return (FSM_K(fsm_bn_factors)){with_g ? (REAL)job->a[c] : 0, (REAL)sc, m, (REAL)t};
+    const int halve = !plain && (s2 - s2 == 0 || s - s != 0); /* 2s finite, or s not */
+    return (FSM_K(fsm_bn_factors)){with_g ? (REAL)job->a[c] : 0, halve ? s2 : s,
+                                   halve ? m / 2 : m, (REAL)t, halve ? (REAL)0.5 : 1};
 }
 
-/* The factors of features [c0, c1), per column (column layout) or feature. */
-FSM_BN_INLINE void FSM_K(fsm_bn_fill_range)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0,
-                                            ptrdiff_t c1, int with_x, int with_g, int with_t)
+/* The factors of features [c0, c1), per column (column layout) or feature;
+ * returns how many features are not halved (h 1). */
+FSM_BN_INLINE ptrdiff_t FSM_K(fsm_bn_fill_range)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0,
+                                                 ptrdiff_t c1, int with_x, int with_g,
+                                                 int with_t, int plain)
 {
     const ptrdiff_t per = job->p.columns ? job->p.inner : 1;
     REAL *restrict pa = job->pa, *restrict ps = job->ps, *restrict pm = job->pm,
-         *restrict pt = job->pt;
+         *restrict pt = job->pt, *restrict ph = job->ph;
+    ptrdiff_t unhalved = 0;
     if (per == 1) { /* apart: one store per factor, a loop the compiler vectorises */
         for (ptrdiff_t c = c0; c < c1; c++) {
             const FSM_K(fsm_bn_factors) f = FSM_K(fsm_bn_feature_factors)(job, c, with_x, with_g,
-                                                                           with_t);
+                                                                           with_t, plain);
             pa[c] = f.a;
             ps[c] = f.s;
             pm[c] = f.m;
             pt[c] = f.t;
+            ph[c] = f.h;
+            unhalved += f.h == 1;
         }
-        return;
+        return unhalved;
     }
     for (ptrdiff_t c = c0; c < c1; c++) {
         const FSM_K(fsm_bn_factors) f = FSM_K(fsm_bn_feature_factors)(job, c, with_x, with_g,
-                                                                       with_t);
+                                                                       with_t, plain);
         for (ptrdiff_t k = c * per; k < (c + 1) * per; k++) {
             pa[k] = f.a;
             ps[k] = f.s;
             pm[k] = f.m;
             pt[k] = f.t;
+            ph[k] = f.h;
         }
+        unhalved += f.h == 1;
     }
+    return unhalved;
 }
 
 /* fsm_bn_fill_range with the given inputs as constants. */
-FSM_HOT static void FSM_K(fsm_bn_fill_params)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0,
-                                              ptrdiff_t c1)
+FSM_HOT static ptrdiff_t FSM_K(fsm_bn_fill_params)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0,
+                                                   ptrdiff_t c1, int plain)
 {
-#define FSM_BN_FILL(X, G, T) FSM_K(fsm_bn_fill_range)(job, c0, c1, X, G, T)
+#define FSM_BN_FILL(X, G, T) FSM_K(fsm_bn_fill_range)(job, c0, c1, X, G, T, plain)
     const int t = job->t != NULL;
     if (job->x && job->g)
-        t ? FSM_BN_FILL(1, 1, 1) : FSM_BN_FILL(1, 1, 0);
-    else if (job->x)
-        t ? FSM_BN_FILL(1, 0, 1) : FSM_BN_FILL(1, 0, 0);
-    else
-        t ? FSM_BN_FILL(0, 1, 1) : FSM_BN_FILL(0, 1, 0);
+        return t ? FSM_BN_FILL(1, 1, 1) : FSM_BN_FILL(1, 1, 0);
+    if (job->x)
+        return t ? FSM_BN_FILL(1, 0, 1) : FSM_BN_FILL(1, 0, 0);
+    return t ? FSM_BN_FILL(0, 1, 1) : FSM_BN_FILL(0, 1, 0);
 #undef FSM_BN_FILL
 }
 
@@ -694,11 +711,11 @@ static REAL *FSM_K(fsm_bn_aligned_as)(REAL *buf, const REAL *like)
 /* Values of the params buffer that fsm_bn_set_params needs. */
 static size_t FSM_K(fsm_bn_params_size)(const fsm_bn_plan *p)
 {
-    return 4 * (size_t)(p->width + FSM_BN_LINE_VALUES);
+    return 5 * (size_t)(p->width + FSM_BN_LINE_VALUES);
 }
 
-/* Points pa, ps, pm, pt into `params` (fsm_bn_params_size values), each
- * aligned as job->out. */
+/* Points pa, ps, pm, pt, ph into `params` (fsm_bn_params_size values),
+ * each aligned as job->out. */
 static void FSM_K(fsm_bn_set_params)(FSM_K(fsm_bn_job) *job, REAL *params)
 {
     const ptrdiff_t stride = job->p.width + FSM_BN_LINE_VALUES;
@@ -706,14 +723,19 @@ static void FSM_K(fsm_bn_set_params)(FSM_K(fsm_bn_job) *job, REAL *params)
     job->ps = FSM_K(fsm_bn_aligned_as)(params + stride, job->out);
     job->pm = FSM_K(fsm_bn_aligned_as)(params + 2 * stride, job->out);
     job->pt = FSM_K(fsm_bn_aligned_as)(params + 3 * stride, job->out);
+    job->ph = FSM_K(fsm_bn_aligned_as)(params + 4 * stride, job->out);
 }
 
 /* The elementwise pass over all the data, params set. */
 static void FSM_K(fsm_bn_run_apply)(FSM_K(fsm_bn_job) *job, int max_threads)
 {
     const fsm_bn_plan *p = &job->p;
-    FSM_K(fsm_bn_fill_params)(job, 0, p->C);
+    const ptrdiff_t unhalved = FSM_K(fsm_bn_fill_params)(job, 0, p->C, 0);
     if (p->columns) {
+        /* the columns share one h: plain for all if one must be */
+        if (unhalved)
+            FSM_K(fsm_bn_fill_params)(job, 0, p->C, 1);
+        job->half = unhalved ? 1 : (REAL)0.5;
         const void *const in[] = {job->g, job->x, job->g ? job->pa : NULL,
                                   job->x ? job->ps : NULL, job->x ? job->pm : NULL, job->pt};
         job->descending = fsm_bn_descending(job->out, in, 6,
@@ -758,7 +780,7 @@ FSM_HOT static void FSM_K(fsm_bn_train_features)(void *ctx, ptrdiff_t c0, ptrdif
         FSM_K(fsm_bn_fix_nonfinite)(job, c, c + 1, job->mean_out, job->m2);
         fsm_bn_invstd(job->m2 + c, 1, (double)(p->outer * p->inner), job->eps,
                       job->weight ? job->weight + c : NULL, job->invstd + c, job->scale + c);
-        FSM_K(fsm_bn_fill_params)(job, c, c + 1);
+        FSM_K(fsm_bn_fill_params)(job, c, c + 1, 0);
         for (ptrdiff_t o = 0; o < p->outer; o++)
             FSM_K(fsm_bn_run_span)(job, (o * p->C + c) * p->inner, p->inner, c);
     }
@@ -817,7 +839,7 @@ FSM_HOT static void FSM_K(fsm_bn_backward_features)(void *ctx, ptrdiff_t c0, ptr
         fsm_bn_backward_factors(job->given_invstd + c, job->weight ? job->weight + c : NULL,
                                 job->sum_g + c, job->sum_gxc + c, 1, count, job->factors + c,
                                 job->factors + C + c, job->factors + 2 * C + c);
-        FSM_K(fsm_bn_fill_params)(job, c, c + 1);
+        FSM_K(fsm_bn_fill_params)(job, c, c + 1, 0);
         for (ptrdiff_t o = 0; o < p->outer; o++)
             FSM_K(fsm_bn_run_span)(job, (o * C + c) * p->inner, p->inner, c);
     }

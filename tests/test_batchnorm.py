@@ -605,3 +605,49 @@ def test_huge_finite_values_keep_a_finite_mean(dtype, shape):
         count, mean, m2 = mod.batch_norm_stats(x)
         np.testing.assert_array_equal(mean, x[0, :, ...].reshape(3, -1)[:, 0].astype(np.float64))
         np.testing.assert_array_equal(m2, 0.0)
+
+
+def _far_apart(dtype, shape, axis):
+    """A feature [big, -big, -big] whose x - mean overflows the dtype, and
+    one with eps negligible, in the layout of (shape, axis)."""
+    big = np.finfo(dtype).max * 0.99
+    x = np.array([[big, 1e30], [-big, 2e30], [-big, 4e30]], dtype)
+    x = np.ascontiguousarray(x.T if axis == 0 else x)
+    return np.repeat(x[:, :, None], shape[2], axis=2) if len(shape) == 3 else x
+
+
+LAYOUTS_FAR_APART = [((3, 2), 1), ((3, 2, 40), 1), ((2, 3), 0)]  # columns, runs, axis 0
+
+
+@pytest.mark.parametrize("shape,axis", LAYOUTS_FAR_APART)
+def test_float32_values_further_apart_than_the_largest_float(shape, axis):
+    # 3e38 - -1e38 overflows float32, yet y is finite: [sqrt(2), -1/sqrt(2),
+    # -1/sqrt(2)] for the huge feature whatever its scale, so y equals y of
+    # the data scaled down by 2^-20 (exactly).  The statistics are in float64.
+    x = _far_apart(np.float32, shape, axis)
+    small = x * np.float32(2.0 ** -20)
+    y, mean, invstd = fastsm.batch_norm_forward(x, axis=axis)
+    y_small, mean_small, invstd_small = fastsm.batch_norm_forward(small, axis=axis)
+    np.testing.assert_allclose(y, y_small, rtol=1e-6)
+    huge = y.take(0, axis=axis).reshape(3, -1)[:, 0]
+    np.testing.assert_allclose(huge, [np.sqrt(2), -np.sqrt(0.5), -np.sqrt(0.5)], rtol=1e-6)
+    # dx scales as 1/scale: dx(g, x) = dx(g, x * 2^-20) * 2^-20.
+    g = (np.arange(x.size, dtype=np.float32).reshape(x.shape) % 5 - 2) * np.float32(1e10)
+    dx = fastsm.batch_norm_backward(g, x, None, mean, invstd, axis=axis)[0]
+    dx_small = fastsm.batch_norm_backward(g, small, None, mean_small, invstd_small, axis=axis)[0]
+    assert np.isfinite(dx).all()
+    np.testing.assert_allclose(dx * np.float32(2.0 ** 20), dx_small, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,axis", LAYOUTS_FAR_APART)
+def test_inference_further_from_the_running_mean_than_the_largest_float(dtype, shape, axis):
+    x = _far_apart(dtype, shape, axis)
+    big = np.finfo(dtype).max
+    rm, rv = np.full(2, -big / 2, dtype), np.full(2, big / 4, dtype)
+    y = fastsm.batch_norm_forward(x, running_mean=rm, running_var=rv, training=False,
+                                  axis=axis)[0]
+    # (x - rm) * invstd, halved so that the float64 math cannot overflow either
+    want = (x.astype(np.float64) / 2 - rm[0] / 2.0) * (2 / np.sqrt(np.float64(rv[0])))
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y, want, rtol=1e-6)
