@@ -70,6 +70,12 @@ def _per_feature(a, x, feature):
     return da.from_array(np.asarray(a, F64).reshape(shape), chunks=chunks)
 
 
+def _ghost_if_lazy(a):
+    """What the NumPy API's checks see of a per-feature argument: a dask
+    array's shape and dtype, without computing it."""
+    return ghost(a.shape, a.dtype) if isinstance(a, da.Array) else a
+
+
 def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var=None, *,
                        training=True, momentum=0.1, eps=1e-5, axis=1, out=None):
     """``fastsm.batch_norm_forward`` of a dask array: (y, mean, invstd).
@@ -78,7 +84,9 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     called (one reduction on the active scheduler, see the module notes) and
     `running_mean` / `running_var` (NumPy arrays) are updated in place before
     it returns, with PyTorch's rule as in the NumPy API; `y` is lazy.  With
-    ``training=False`` nothing is computed until `y` is.
+    ``training=False`` nothing is computed until `y` is.  `weight` and `bias`
+    may be NumPy or dask arrays of shape (C,); dask ones stay lazy (checked
+    from their metadata).
 
     Returns
     -------
@@ -106,8 +114,10 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     """
     no_out(out)
     x, _, _ = as_dask(x, "x")
-    args = forward_args(ghost(x.shape, x.dtype), weight, bias, running_mean, running_var,
-                        training, momentum, eps, axis, None)
+    affine = [None if a is None else to_dask(a, name) if isinstance(a, da.Array) else a
+              for a, name in ((weight, "weight"), (bias, "bias"))]
+    args = forward_args(ghost(x.shape, x.dtype), *map(_ghost_if_lazy, affine), running_mean,
+                        running_var, training, momentum, eps, axis, None)
     v = args.view
     if training:
         count = v.outer * v.inner
@@ -122,16 +132,12 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     else:
         mean, var = np.array(running_mean, F64), np.array(running_var, F64)
     invstd = 1.0 / np.sqrt(var + args.eps)
-    per_feature = [_per_feature(a, x, v.axis) for a in (mean, var, args.weight, args.bias)]
+    weight, bias = (a if isinstance(a, da.Array) else given
+                    for a, given in zip(affine, (args.weight, args.bias)))
+    per_feature = [_per_feature(a, x, v.axis) for a in (mean, var, weight, bias)]
     y = da.map_blocks(_b.normalize_block, x, *per_feature, eps=args.eps, feature=v.axis,
                       dtype=v.result, meta=meta(x.ndim, v.result))
     return y, da.from_array(mean.astype(v.compute)), da.from_array(invstd.astype(v.compute))
-
-
-def _ghost_if_lazy(a):
-    """What the NumPy API's checks see of a per-feature argument: a dask
-    array's shape and dtype, without computing it."""
-    return ghost(a.shape, a.dtype) if isinstance(a, da.Array) else a
 
 
 def batch_norm_backward(grad, x, weight, mean, invstd, *, training=True, axis=1, out=None):

@@ -541,6 +541,25 @@ def test_batch_norm_training_equals_numpy_api(shape, axis, chunks, affine, rng):
         close(a, b)
 
 
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("chunks", [(7, 4), (7, 1)])
+def test_batch_norm_forward_keeps_a_lazy_weight_and_bias_lazy(training, chunks, rng):
+    x = rng.standard_normal((30, 4)).astype(np.float32)
+    weight, bias = rng.random(4) + 0.5, rng.standard_normal(4)
+    rm, rv = rng.standard_normal(4), rng.random(4) + 0.5
+    want = fastsm.batch_norm_forward(x, weight, bias, rm.copy(), rv.copy(), training=training)
+    # Checked from their metadata: the call computes neither (only the
+    # training statistics of x, which are needed for the running ones).
+    fd.batch_norm_forward(chunked(x, chunks), untouchable((4,)), untouchable((4,)), rm.copy(),
+                          rv.copy(), training=training)
+    got = fd.batch_norm_forward(chunked(x, chunks), da.from_array(weight, chunks=3),
+                                da.from_array(bias, chunks=1), rm, rv, training=training)
+    for a, b in zip(dask.compute(*got), want):
+        close(a, b)
+    with pytest.raises(ValueError, match="weight"):
+        fd.batch_norm_forward(chunked(x, chunks), untouchable((3,)), training=training)
+
+
 @pytest.mark.parametrize("chunks", [(7, 4), (7, 1)])
 def test_batch_norm_inference_uses_a_copy_of_the_running_statistics(chunks, rng):
     x = rng.standard_normal((30, 4))
