@@ -639,6 +639,23 @@ def test_float32_values_further_apart_than_the_largest_float(shape, axis):
     np.testing.assert_allclose(dx * np.float32(2.0 ** 20), dx_small, rtol=1e-5)
 
 
+@pytest.mark.parametrize("shape,axis", LAYOUTS_FAR_APART)
+def test_a_factor_beyond_half_the_largest_float(shape, axis):
+    # weight * invstd = 2.5e38: twice that overflows float32, so the feature
+    # (and in the column layout every feature) takes s*(x - mean) unhalved.
+    x = np.array([[0.5, 1.0], [-0.5, 2.0], [0.0, 4.0]], np.float32)
+    x = np.ascontiguousarray(x.T if axis == 0 else x)
+    if len(shape) == 3:
+        x = np.repeat(x[:, :, None], shape[2], axis=2)
+    weight, bias = np.array([2.5e38, 2.0], np.float32), np.array([1.0, -1.0], np.float32)
+    rm, rv = np.zeros(2, np.float32), np.full(2, 1 - 1e-5, np.float32)
+    y = fastsm.batch_norm_forward(x, weight, bias, rm, rv, training=False, axis=axis)[0]
+    want = ref.batch_norm_forward(x, weight, bias, rm, rv, training=False, axis=axis)[0]
+    np.testing.assert_allclose(y, want, rtol=1e-6)
+    huge = y.take(0, axis=axis).reshape(3, -1)[:, 0]
+    np.testing.assert_allclose(huge, [1.25e38, -1.25e38, 1.0], rtol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape,axis", LAYOUTS_FAR_APART)
 def test_inference_further_from_the_running_mean_than_the_largest_float(dtype, shape, axis):
