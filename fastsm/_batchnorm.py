@@ -22,16 +22,16 @@ def _run_into(out, shape, compute, result, inputs, kernel):
     dtype that ends up in the result: `out` itself when possible."""
     if out is None:
         if compute == result:
-            dst = empty(shape, compute)
+            dst = empty(shape, compute, like=inputs[0])
             kernel(dst)
             return dst
-        tmp = empty(shape, compute)
+        tmp = empty(shape, compute, like=inputs[0])
         kernel(tmp)
         return contiguous(tmp, result)
     if _writes_directly(out, compute, inputs, fresh=False):
         kernel(out)
     else:
-        tmp = empty(shape, compute)
+        tmp = empty(shape, compute, like=inputs[0])
         kernel(tmp)
         np.copyto(out, tmp, casting="unsafe")
     return out

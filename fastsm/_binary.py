@@ -29,7 +29,7 @@ def _destination(out, x, inputs, read_after=()):
     if (out is not None and _writes_directly(out, x.dtype, inputs, fresh=False)
             and not any(a is not None and np.may_share_memory(out, a) for a in read_after)):
         return out
-    return empty(x.shape, x.dtype)
+    return empty(x.shape, x.dtype, like=x)
 
 
 def _deliver(dst, out, result):
@@ -170,7 +170,7 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
     x, t, w, pw, result = _check(logits, target, weight, pos_weight, reduction)
     w, pw = _repeating(w, x.shape), _repeating(pw, x.shape)
     if reduction == "none":
-        loss = empty(x.shape, x.dtype)
+        loss = empty(x.shape, x.dtype, like=x)
         _k.bce_loss(x, t, w, pw, loss, get_num_threads())
         return loss.astype(result, copy=False)
     total = _k.bce_loss(x, t, w, pw, None, get_num_threads())

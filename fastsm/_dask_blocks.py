@@ -174,7 +174,7 @@ def batch_norm_dx_block(g, x, mean, invstd, weight, sum_g, sum_gxc, *, feature, 
                         compute, result):
     """dx of batch_norm_backward for a block, given the per-feature sums of
     the whole array (None for training=False), as the NumPy API computes it."""
-    dx = empty(x.shape, compute)
+    dx = empty(x.shape, compute, like=x)
     if x.size:
         training = sum_g is not None
         dx_into(dx, contiguous(g, compute), contiguous(x, compute) if training else None,
@@ -224,7 +224,7 @@ def xent_block(x, t, denominator, *, axis, weight, ignore_index, smoothing, per_
     if want_grad:
         # from the result cache, as the NumPy API's results: a chunk's fresh
         # gradient costs more in page faults than the kernel's whole pass
-        grad = p.x if p.owned else empty(p.shape, p.compute)
+        grad = p.x if p.owned else empty(p.shape, p.compute, like=p.x)
     loss = np.zeros(p.sample_shape, p.compute) if per_sample else None
     total = 0.0
     if p.outer * p.inner and p.n:
@@ -316,7 +316,7 @@ def bce_grad(x, t, w, pw, count):
     (the element count of the whole array for "mean", else 0: no division),
     in the compute dtype, as the NumPy API divides its one array."""
     x, t, w, pw, result = binary_check(x, t, w, pw, "sum")
-    grad = empty(x.shape, x.dtype)
+    grad = empty(x.shape, x.dtype, like=x)
     gradient_into(grad, x, t, w, pw, count, 1)
     return grad.astype(result, copy=False)
 

@@ -157,7 +157,7 @@ def run_slices(kernel, arrays, names, axis, out, allow_axes=False):
     perm, outer, n, inner = slice_plan(shape, axis, allow_axes)
     if out is not None:
         check_out(out, shape, result)
-    dst = out if out is not None else empty(shape, result)
+    dst = out if out is not None else empty(shape, result, like=converted[0][0])
     if dst.size == 0:
         return dst
 
@@ -167,7 +167,7 @@ def run_slices(kernel, arrays, names, axis, out, allow_axes=False):
     if _writes_directly(target, compute, inputs, fresh=out is None):
         kernel(*inputs, target, outer, n, inner, threads)
     else:
-        tmp = empty(inputs[0].shape, compute)
+        tmp = empty(inputs[0].shape, compute, like=inputs[0])
         kernel(*inputs, tmp, outer, n, inner, threads)
         np.copyto(target, tmp, casting="unsafe")
     return dst

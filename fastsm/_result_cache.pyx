@@ -21,6 +21,7 @@ cdef extern from "result_cache.h" nogil:
         pass
     fsm_cache *fsm_cache_new(size_t min_block, size_t capacity, int max_blocks)
     void *fsm_cache_malloc(fsm_cache *cache, size_t size)
+    void *fsm_cache_malloc_at(fsm_cache *cache, size_t size, size_t page_offset)
     void *fsm_cache_calloc(fsm_cache *cache, size_t count, size_t size)
     void *fsm_cache_realloc(fsm_cache *cache, void *ptr, size_t size)
     void fsm_cache_free(fsm_cache *cache, void *ptr)
@@ -55,8 +56,14 @@ if cache == NULL:
     raise MemoryError("cannot create the result cache")
 
 
+# Where in its page the data of the array being allocated goes: set by
+# allocate, under the GIL, around the one allocation that uses the handler.
+DEFAULT_PAGE_OFFSET = 64
+cdef size_t page_offset = DEFAULT_PAGE_OFFSET
+
+
 cdef void *cache_malloc(void *ctx, size_t size) noexcept nogil:
-    return fsm_cache_malloc(<fsm_cache *>ctx, size)
+    return fsm_cache_malloc_at(<fsm_cache *>ctx, size, page_offset)
 
 cdef void *cache_calloc(void *ctx, size_t count, size_t size) noexcept nogil:
     return fsm_cache_calloc(<fsm_cache *>ctx, count, size)
@@ -92,9 +99,22 @@ if pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork) != 0:
     raise MemoryError("cannot register the result cache's fork handlers")
 
 
-cdef cnp.ndarray allocate(int nd, cnp.npy_intp *dims, cnp.dtype dtype):
+cdef size_t apart_from(object like):
+    """The page offset for a result computed from `like` (an ndarray, or
+    None): half a page from like's data in the low 12 address bits, so that
+    the kernels' loads of like never alias their recent stores to the result
+    (4K aliasing: an out 48 bytes past x made softmax of 4096 x 1000 floats
+    about 30% slower, 0.87 against 0.62-0.65 ms)."""
+    if not isinstance(like, cnp.ndarray):
+        return DEFAULT_PAGE_OFFSET
+    return (<size_t>cnp.PyArray_DATA(<cnp.ndarray>like) + 2048) % 4096
+
+
+cdef cnp.ndarray allocate(int nd, cnp.npy_intp *dims, cnp.dtype dtype, size_t offset):
     """A fresh C-ordered array of a native dtype, from the cache when it has
-    at least MIN_BLOCK bytes."""
+    at least MIN_BLOCK bytes, its data at `offset` in its page (a multiple of
+    64 at most that)."""
+    global page_offset
     cdef double nbytes = cnp.PyDataType_ELSIZE(dtype)  # a double cannot overflow
     cdef int d
     for d in range(nd):
@@ -102,26 +122,29 @@ cdef cnp.ndarray allocate(int nd, cnp.npy_intp *dims, cnp.dtype dtype):
     if nbytes < min_block:
         return cnp.PyArray_EMPTY(nd, dims, dtype.type_num, 0)
     previous = cnp.PyDataMem_SetHandler(handler_capsule)
+    page_offset = offset
     try:
         return cnp.PyArray_EMPTY(nd, dims, dtype.type_num, 0)
     finally:
+        page_offset = DEFAULT_PAGE_OFFSET
         cnp.PyDataMem_SetHandler(previous)
 
 
 cdef cnp.ndarray empty_like(cnp.ndarray x):
-    return allocate(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), x.descr)
+    return allocate(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), x.descr, apart_from(x))
 
 
-def empty(tuple shape, cnp.dtype dtype):
+def empty(tuple shape, cnp.dtype dtype, like=None):
     """``numpy.empty(shape, dtype)`` for a native dtype, C-ordered; from the
-    cache when it has at least MIN_BLOCK bytes."""
+    cache when it has at least MIN_BLOCK bytes, half a page from the
+    ndarray `like` (the input it is computed from) in the low address bits."""
     cdef cnp.npy_intp dims[64]  # NPY_MAXDIMS: 64 in NumPy 2, 32 before
     cdef Py_ssize_t nd = len(shape), d
     if nd > 64:
         return np.empty(shape, dtype)  # raises NumPy's own error
     for d in range(nd):
         dims[d] = shape[d]
-    return allocate(<int>nd, dims, dtype)
+    return allocate(<int>nd, dims, dtype, apart_from(like))
 
 
 def contiguous(cnp.ndarray a, cnp.dtype dtype):
@@ -133,7 +156,8 @@ def contiguous(cnp.ndarray a, cnp.dtype dtype):
         return a
     if <double>cnp.PyArray_SIZE(a) * cnp.PyDataType_ELSIZE(dtype) < min_block:
         return a.astype(dtype, order="C")
-    cdef cnp.ndarray result = allocate(cnp.PyArray_NDIM(a), cnp.PyArray_DIMS(a), dtype)
+    cdef cnp.ndarray result = allocate(cnp.PyArray_NDIM(a), cnp.PyArray_DIMS(a), dtype,
+                                       apart_from(a))
     cnp.PyArray_CopyInto(result, a)
     return result
 

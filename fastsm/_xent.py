@@ -121,7 +121,7 @@ def _grad_destination(p, out):
     """(array the kernel writes the gradient to, array to copy it into after or None)."""
     scratch = p.x if p.owned else None
     if out is None:
-        return (empty(p.shape, p.compute) if scratch is None else scratch), None
+        return (empty(p.shape, p.compute, like=p.x) if scratch is None else scratch), None
     check_out(out, p.shape, p.result)
     if out is p.x and (p.is_index or not np.may_share_memory(out, p.target)) \
             and (p.weight is None or not np.may_share_memory(out, p.weight)):
@@ -132,7 +132,7 @@ def _grad_destination(p, out):
             and (not np.may_share_memory(out, p.x)
                  or out.__array_interface__["data"][0] == p.x.__array_interface__["data"][0]):
         return out, None
-    return (empty(p.shape, p.compute) if scratch is None else scratch), out
+    return (empty(p.shape, p.compute, like=p.x) if scratch is None else scratch), out
 
 
 def _mean(total, denominator):

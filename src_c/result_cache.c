@@ -21,6 +21,7 @@ typedef union {
     struct {
         size_t size;   /* bytes asked for */
         size_t mapped; /* length of the mapping the block starts, 0 for malloc */
+        size_t lead;   /* bytes from the start of the mapping (or malloc block) to the data */
     } h;
     unsigned char pad[64];
 } block_header;
@@ -42,17 +43,30 @@ static inline block_header *header_of(void *data)
     return (block_header *)data - 1;
 }
 
-static inline void *data_of(void *base)
+static inline void *base_of(void *data)
 {
-    return (block_header *)base + 1;
+    return (unsigned char *)data - header_of(data)->h.lead;
 }
 
-/* The mapping length a block of `size` data bytes needs; 0 on overflow. */
+/* The data of a block starting at `base` whose data starts `lead` bytes in
+ * (at least a header), with its header filled in. */
+static void *place(void *base, size_t lead, size_t size, size_t mapped)
+{
+    void *data = (unsigned char *)base + lead;
+    block_header *header = header_of(data);
+    header->h.size = size;
+    header->h.mapped = mapped;
+    header->h.lead = lead;
+    return data;
+}
+
+/* The mapping length a block of `size` data bytes needs, with room for the
+ * header and for placing the data at any offset in a page; 0 on overflow. */
 static inline size_t mapped_length(size_t size)
 {
-    if (size > SIZE_MAX - sizeof(block_header) - HUGE_PAGE)
+    if (size > SIZE_MAX - PAGE - HUGE_PAGE)
         return 0;
-    const size_t need = size + sizeof(block_header);
+    const size_t need = size + PAGE;
     const size_t unit = need < HUGE_PAGE ? PAGE : HUGE_PAGE;
     return (need + unit - 1) / unit * unit;
 }
@@ -84,9 +98,11 @@ static void *map_block(size_t length)
 }
 
 /* Takes the smallest cached block of at least `length` bytes and at most a
- * quarter more, or returns NULL.  Called with the mutex held. */
-static void *take_cached(fsm_cache *cache, size_t length)
+ * quarter more, or returns NULL; *length becomes the block's.  Called with
+ * the mutex held. */
+static void *take_cached(fsm_cache *cache, size_t *length_io)
 {
+    const size_t length = *length_io;
     int best = -1;
     for (int i = 0; i < cache->count; i++) {
         size_t have = cache->blocks[i].length;
@@ -101,6 +117,7 @@ static void *take_cached(fsm_cache *cache, size_t length)
             (size_t)(cache->count - best - 1) * sizeof(cached_block));
     cache->count--;
     cache->bytes -= block.length;
+    *length_io = block.length;
     return block.base;
 }
 
@@ -139,32 +156,34 @@ fsm_cache *fsm_cache_new(size_t min_block, size_t capacity, int max_blocks)
     return cache;
 }
 
-void *fsm_cache_malloc(fsm_cache *cache, size_t size)
+void *fsm_cache_malloc_at(fsm_cache *cache, size_t size, size_t page_offset)
 {
-    void *base;
-    size_t mapped = 0;
     if (size < cache->min_block) {
         if (size > SIZE_MAX - sizeof(block_header))
             return NULL;
-        base = malloc(sizeof(block_header) + size);
-    } else {
-        mapped = mapped_length(size);
-        if (mapped == 0)
-            return NULL;
-        pthread_mutex_lock(&cache->mutex);
-        base = take_cached(cache, mapped);
-        pthread_mutex_unlock(&cache->mutex);
-        if (base != NULL)
-            mapped = ((block_header *)base)->h.mapped; /* perhaps a little larger */
-        else
-            base = map_block(mapped);
+        void *base = malloc(sizeof(block_header) + size);
+        return base == NULL ? NULL : place(base, sizeof(block_header), size, 0);
     }
+    size_t mapped = mapped_length(size);
+    if (mapped == 0)
+        return NULL;
+    pthread_mutex_lock(&cache->mutex);
+    void *base = take_cached(cache, &mapped); /* perhaps a little larger */
+    pthread_mutex_unlock(&cache->mutex);
+    if (base == NULL)
+        base = map_block(mapped);
     if (base == NULL)
         return NULL;
-    block_header *header = base;
-    header->h.size = size;
-    header->h.mapped = mapped;
-    return data_of(base);
+    /* base is page aligned: the data lands at page_offset (64-byte aligned)
+     * with at least a header before it */
+    const size_t offset = page_offset % PAGE / 64 * 64;
+    const size_t lead = offset < sizeof(block_header) ? offset + PAGE : offset;
+    return place(base, lead, size, mapped);
+}
+
+void *fsm_cache_malloc(fsm_cache *cache, size_t size)
+{
+    return fsm_cache_malloc_at(cache, size, sizeof(block_header));
 }
 
 void *fsm_cache_calloc(fsm_cache *cache, size_t count, size_t size)
@@ -181,7 +200,7 @@ void fsm_cache_free(fsm_cache *cache, void *data)
 {
     if (data == NULL)
         return;
-    void *base = header_of(data);
+    void *base = base_of(data);
     size_t mapped = header_of(data)->h.mapped;
     if (mapped == 0) {
         free(base);
@@ -207,11 +226,10 @@ void *fsm_cache_realloc(fsm_cache *cache, void *data, size_t size)
     if (header->h.mapped == 0 && size < cache->min_block) {
         if (size > SIZE_MAX - sizeof(block_header))
             return NULL;
-        block_header *moved = realloc(header, sizeof(block_header) + size);
+        void *moved = realloc(base_of(data), sizeof(block_header) + size);
         if (moved == NULL)
             return NULL;
-        moved->h.size = size;
-        return data_of(moved);
+        return place(moved, sizeof(block_header), size, 0);
     }
     if (header->h.mapped != 0 && mapped_length(size) == header->h.mapped) {
         header->h.size = size; /* fits the same mapping */

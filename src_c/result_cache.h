@@ -10,9 +10,11 @@
  *
  * Blocks of at least `min_block` bytes are mapped with mmap (from 2 MiB up,
  * 2 MiB aligned and advised as huge pages where the system has them);
- * smaller ones come from malloc.  Every block starts with a header saying which it is and how large,
- * so free and realloc need no size from the caller.  Data pointers are
- * aligned to 64 bytes (mapped blocks) or malloc's alignment (small ones).
+ * smaller ones come from malloc.  A header just before the data says which
+ * it is, how large and where its memory starts, so free and realloc need no
+ * size from the caller.  Data pointers are aligned to 64 bytes (mapped
+ * blocks) or malloc's alignment (small ones).  A mapped block's data may be
+ * placed at a chosen offset in its page (fsm_cache_malloc_at).
  *
  * A freed mapped block is kept when it fits the cache's bounds (at most
  * `capacity` bytes in at most `max_blocks` blocks), evicting the least
@@ -34,6 +36,13 @@ fsm_cache *fsm_cache_new(size_t min_block, size_t capacity, int max_blocks);
 /* malloc, calloc, realloc and free for blocks of this cache (NULL on failure;
  * free and realloc accept NULL).  Zero sizes give a valid, unique block. */
 void *fsm_cache_malloc(fsm_cache *cache, size_t size);
+
+/* fsm_cache_malloc, with a mapped block's data at page_offset (rounded down
+ * to a multiple of 64) from the start of a 4096-byte page; a small block
+ * ignores it.  An output placed half a page from its input in the low 12
+ * address bits keeps a kernel's loads of the input from waiting on its
+ * stores to the output (4K aliasing). */
+void *fsm_cache_malloc_at(fsm_cache *cache, size_t size, size_t page_offset);
 void *fsm_cache_calloc(fsm_cache *cache, size_t count, size_t size);
 void *fsm_cache_realloc(fsm_cache *cache, void *ptr, size_t size);
 void fsm_cache_free(fsm_cache *cache, void *ptr);

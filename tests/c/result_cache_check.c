@@ -1,6 +1,7 @@
 /* The result cache alone: block contents survive every realloc path, calloc
- * zeroes a reused block, the bounds hold, eviction drops the least recently
- * freed block, release empties the cache, and threads may share it.  Built
+ * zeroes a reused block, data lands at the page offset asked for, the bounds
+ * hold, eviction drops the least recently freed block, release empties the
+ * cache, and threads may share it.  Built
  * with AddressSanitizer and UndefinedBehaviorSanitizer by the Makefile. */
 #include <pthread.h>
 #include <stdint.h>
@@ -17,10 +18,11 @@
 static long failures;
 static fsm_cache *cache; /* lives as long as the process, as in the module */
 
-/* The mapping a block of `size` bytes takes: header and huge-page rounding. */
+/* The mapping a block of `size` bytes takes: a page for the header and the
+ * data's offset, and huge-page rounding. */
 static size_t mapping(size_t size)
 {
-    return (size + 64 + 2 * MIB - 1) / (2 * MIB) * (2 * MIB);
+    return (size + 4096 + 2 * MIB - 1) / (2 * MIB) * (2 * MIB);
 }
 
 #define CHECK(cond)                                                          \
@@ -108,6 +110,31 @@ static void check_realloc(void)
         fill(p, sizes[i], 4);
     }
     fsm_cache_free(cache, p);
+    fsm_cache_release(cache);
+}
+
+static void check_page_offsets(void)
+{
+    /* every 64-byte offset in a page, on fresh and on reused blocks, with the
+     * whole block writable and freed by its data pointer alone */
+    size_t offsets[] = {0, 16, 64, 100, 2048, 2064, 4032, 4095, 4096 + 128};
+    for (size_t i = 0; i < sizeof offsets / sizeof *offsets; i++) {
+        const size_t size = 5 * MIB + 1000 * i, want = offsets[i] % 4096 / 64 * 64;
+        unsigned char *p = fsm_cache_malloc_at(cache, size, offsets[i]);
+        CHECK(p != NULL && (uintptr_t)p % 4096 == want);
+        fill(p, size, 7);
+        p = fsm_cache_realloc(cache, p, size + 10); /* the same mapping: not moved */
+        CHECK((uintptr_t)p % 4096 == want && holds(p, size, 7));
+        fsm_cache_free(cache, p);
+    }
+    int blocks;
+    CHECK(cached_bytes(&blocks) == mapping(5 * MIB + 8000) && blocks == 1); /* one block, reused */
+    unsigned char *small = fsm_cache_malloc_at(cache, 100, 2048); /* malloc's: offset ignored */
+    CHECK(small != NULL && (uintptr_t)small % 16 == 0);
+    fill(small, 100, 8);
+    small = fsm_cache_realloc(cache, small, 5000);
+    CHECK(small != NULL && holds(small, 100, 8));
+    fsm_cache_free(cache, small);
     fsm_cache_release(cache);
 }
 
@@ -205,6 +232,7 @@ int main(void)
     CHECK(cache != NULL);
     check_alignment_and_reuse();
     check_realloc();
+    check_page_offsets();
     check_bounds();
     check_small_blocks();
     check_threads();
