@@ -153,11 +153,18 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
 
 def _update_running(r, batch, momentum, factor):
     """r = (1 - momentum) * r + momentum * factor * batch, in r's dtype (one
-    rounding from float64); in C for contiguous float32/float64."""
-    if (r.dtype == F32 or r.dtype == F64) and r.flags.c_contiguous and r.flags.aligned:
+    rounding from float64).  float32 and float64 in any layout or byte order
+    go through the C kernel (a native contiguous copy when r is not one), so
+    that every form of r gets the same bits."""
+    native = r.dtype.newbyteorder("=")
+    if native != F32 and native != F64:
+        r[...] = (1 - momentum) * r.astype(F64) + momentum * (factor * batch)
+    elif r.dtype == native and r.flags.c_contiguous and r.flags.aligned:
         _k.update_running(r, batch, momentum, factor)
     else:
-        r[...] = (1 - momentum) * r.astype(F64) + momentum * (factor * batch)
+        work = np.array(r, dtype=native, order="C")
+        _k.update_running(work, batch, momentum, factor)
+        r[...] = work
 
 
 def batch_norm_backward(grad, x, weight, mean, invstd, *, training=True, axis=1, out=None):

@@ -328,15 +328,15 @@ FSM_HOT void fsm_bn_narrow_f32(const double *src, ptrdiff_t n, float *dst)
     for (ptrdiff_t i = 0; i < n; i++) dst[i] = (float)src[i];
 }
 
-void fsm_bn_update_running_f32(float *r, const double *batch, ptrdiff_t C, double momentum,
-                               double factor)
+FSM_HOT void fsm_bn_update_running_f32(float *r, const double *batch, ptrdiff_t C,
+                                       double momentum, double factor)
 {
     for (ptrdiff_t c = 0; c < C; c++)
         r[c] = (float)((1 - momentum) * (double)r[c] + momentum * (factor * batch[c]));
 }
 
-void fsm_bn_update_running_f64(double *r, const double *batch, ptrdiff_t C, double momentum,
-                               double factor)
+FSM_HOT void fsm_bn_update_running_f64(double *r, const double *batch, ptrdiff_t C,
+                                       double momentum, double factor)
 {
     for (ptrdiff_t c = 0; c < C; c++) r[c] = (1 - momentum) * r[c] + momentum * (factor * batch[c]);
 }
