@@ -39,7 +39,7 @@ void *fsm_cache_malloc(fsm_cache *cache, size_t size);
 
 /* fsm_cache_malloc, with a mapped block's data at page_offset (rounded down
  * to a multiple of 64) from the start of a 4096-byte page; a small block
- * ignores it.  An output placed half a page from its input in the low 12
+ * ignores it.  An output placed well apart from its input in the low 12
  * address bits keeps a kernel's loads of the input from waiting on its
  * stores to the output (4K aliasing). */
 void *fsm_cache_malloc_at(fsm_cache *cache, size_t size, size_t page_offset);
