@@ -298,7 +298,8 @@ def _mean_m2(x, axes, count):
     """Per-feature mean and sum of squared deviations in float64, as PyTorch
     with special values: the mean is the IEEE sum over the count (+-inf with
     infinities of one sign, NaN with both or with a NaN) and m2 is then NaN.
-    The mean sums x / count - shift / count, which cannot overflow."""
+    The mean sums x / count - shift / count, or x / count where that
+    overflows (finite values near both ends of the range), which cannot."""
     x = x.astype(np.float64)
     # About each feature's first value where finite, so that equal values
     # (huge ones included) have their own mean and m2 = 0.
@@ -306,6 +307,8 @@ def _mean_m2(x, axes, count):
     shift = np.expand_dims(np.where(np.isfinite(shift), shift, 0.0), axes)
     with np.errstate(invalid="ignore", over="ignore"):
         mean = np.squeeze(shift, axes) + np.sum(x / count - shift / count, axis=axes)
+        overflowed = ~np.isfinite(mean) & np.all(np.isfinite(x), axis=axes)
+        mean = np.where(overflowed, np.sum(x / count, axis=axes), mean)
         d = x - np.expand_dims(mean, axes)
         m2 = np.sum(d * d, axis=axes)
     return mean, m2

@@ -284,8 +284,9 @@ FSM_HOT static void FSM_K(fsm_bn_stats_runs)(void *ctx, ptrdiff_t t0, ptrdiff_t 
  * in a slow pass with PyTorch's answers: a NaN, or both infinities, give a
  * NaN mean; +inf or -inf alone give that mean; either way m2 is NaN.  Finite
  * values too large for the shifted sums get the mean as x0 + sum(x/n - x0/n)
- * (x0 the first value: equal values have their own mean), which cannot
- * overflow, and m2 = sum((x - mean)^2), inf when that overflows. */
+ * (x0 the first value: equal values have their own mean), or sum(x/n) where
+ * that overflows (x0 and most values near opposite ends of the range), which
+ * cannot; and m2 = sum((x - mean)^2), inf when that overflows. */
 static void FSM_K(fsm_bn_fix_nonfinite)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0, ptrdiff_t c1,
                                         double *mean, double *m2)
 {
@@ -298,7 +299,7 @@ static void FSM_K(fsm_bn_fix_nonfinite)(const FSM_K(fsm_bn_job) *job, ptrdiff_t 
             continue;
         const double first = (double)job->x[c * p->inner];
         const double x0 = isfinite(first) ? first : 0, x0n = x0 / n;
-        double dev = 0, q = 0;
+        double dev = 0, plain = 0, q = 0;
         int nan = 0, pinf = 0, ninf = 0;
         for (ptrdiff_t o = 0; o < p->outer; o++) {
             const REAL *run = job->x + (o * p->C + c) * p->inner;
@@ -308,9 +309,10 @@ static void FSM_K(fsm_bn_fix_nonfinite)(const FSM_K(fsm_bn_job) *job, ptrdiff_t 
                 pinf |= v == INFINITY;
                 ninf |= v == -INFINITY;
                 dev += isfinite(v) ? v / n - x0n : 0;
+                plain += isfinite(v) ? v / n : 0;
             }
         }
-        const double mu = x0 + dev;
+        const double mu = isfinite(x0 + dev) ? x0 + dev : plain;
         if (nan || pinf || ninf) {
             mean[c] = nan || (pinf && ninf) ? NAN : pinf ? INFINITY : -INFINITY;
             m2[c] = NAN;

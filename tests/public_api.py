@@ -501,6 +501,15 @@ def _bn_values(rng, shape, dtype, special):
     return x
 
 
+def _bn_forward_domain(kw, axis):
+    # float64 data sums in float64: where the statistics' partial sums
+    # overflow, what comes out depends on the order of the additions (the
+    # kernel's against NumPy's pairwise ones), as in the backward passes.
+    # float32 data sums in float64 and keeps its whole range.
+    x = np.asarray(kw["x"])
+    return dict(kw, x=_sum_safe(x)) if x.dtype == np.float64 else kw
+
+
 def _make_bn_forward(rng, shape, dtype, axis, special):
     axis %= len(shape)
     c = shape[axis]
@@ -615,7 +624,7 @@ def _feature_cases(key):
 BATCH_NORM = [
     Entry("batch_norm_forward", _make_bn_forward, "int", ("x",), out_index=0,
           writes=("running_mean", "running_var"), inplace=("x",), min_ndim=2, min_side=1,
-          scale=_bn_scale,
+          scale=_bn_scale, to_domain=_bn_forward_domain,
           bad=array_cases("x") + axis_cases(_ndim("x"), False) + _feature_cases("x")
           + out_cases(lambda kw: np.zeros(np.shape(kw["x"]), _float_dtype(kw["x"].dtype)))),
     Entry("batch_norm_backward", _make_bn_backward, "int", ("grad", "x"), out_index=0,

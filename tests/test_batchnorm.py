@@ -607,6 +607,33 @@ def test_huge_finite_values_keep_a_finite_mean(dtype, shape):
         np.testing.assert_array_equal(m2, 0.0)
 
 
+@pytest.mark.parametrize("shape,axis", [((1000, 3), 1), ((3, 1000), 0), ((250, 3, 4, 1), 1),
+                                        ((10, 3, 100), 1)])
+def test_float64_values_at_both_ends_of_the_range_have_a_finite_mean(shape, axis):
+    # Summed about the first value (the largest double), the others' deviations
+    # overflow: the mean is then the plain sum of x / n, which cannot.  Feature
+    # 0 holds +max, -max and zeros (mean 0), feature 1 +max once and -max
+    # elsewhere (mean (2 - n) / n * max); m2 overflows to inf, so invstd is 0
+    # and y is the bias.
+    big = np.finfo(np.float64).max
+    v = np.moveaxis(np.zeros(shape), axis, 0)  # features first
+    n = v[0].size
+    v[0].flat[0], v[0].flat[1] = big, -big
+    v[1].flat[:] = -big
+    v[1].flat[0] = big
+    x = np.ascontiguousarray(np.moveaxis(v, 0, axis))
+    count, mean, m2 = fastsm.batch_norm_stats(x, axis=axis)
+    assert mean[0] == 0 and m2[0] == np.inf
+    np.testing.assert_allclose(mean[1], big / n * (2 - n), rtol=1e-12)
+    bias = np.array([1.5, -2.0, 0.25])
+    y, mean_y, invstd = fastsm.batch_norm_forward(x, None, bias, axis=axis)
+    np.testing.assert_array_equal(mean_y, mean)
+    np.testing.assert_array_equal(invstd[:2], 0.0)
+    np.testing.assert_array_equal(np.moveaxis(y, axis, 0)[0], 1.5)
+    np.testing.assert_array_equal(np.moveaxis(y, axis, 0)[1], -2.0)
+    np.testing.assert_allclose(ref.batch_norm_stats(x, axis=axis)[1][1], mean[1], rtol=1e-12)
+
+
 def _far_apart(dtype, shape, axis):
     """A feature [big, -big, -big] whose x - mean overflows the dtype, and
     one with eps negligible, in the layout of (shape, axis)."""
