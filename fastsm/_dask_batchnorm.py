@@ -70,6 +70,12 @@ def _per_feature(a, x, feature):
     return da.from_array(np.asarray(a, F64).reshape(shape), chunks=chunks)
 
 
+def _with_known_chunks(*named):
+    """Per-feature arguments (value, name) as given, dask ones checked for
+    known chunk sizes."""
+    return [to_dask(a, name) if isinstance(a, da.Array) else a for a, name in named]
+
+
 def _ghost_if_lazy(a):
     """What the NumPy API's checks see of a per-feature argument: a dask
     array's shape and dtype, without computing it."""
@@ -114,8 +120,7 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
     """
     no_out(out)
     x, _, _ = as_dask(x, "x")
-    affine = [None if a is None else to_dask(a, name) if isinstance(a, da.Array) else a
-              for a, name in ((weight, "weight"), (bias, "bias"))]
+    affine = _with_known_chunks((weight, "weight"), (bias, "bias"))
     args = forward_args(ghost(x.shape, x.dtype), *map(_ghost_if_lazy, affine), running_mean,
                         running_var, training, momentum, eps, axis, None)
     v = args.view
@@ -173,8 +178,7 @@ def batch_norm_backward(grad, x, weight, mean, invstd, *, training=True, axis=1,
     """
     no_out(out)
     grad, x = to_dask(grad, "grad"), to_dask(x, "x")
-    per_feature = [None if a is None else to_dask(a, name) if isinstance(a, da.Array) else a
-                   for a, name in ((weight, "weight"), (mean, "mean"), (invstd, "invstd"))]
+    per_feature = _with_known_chunks((weight, "weight"), (mean, "mean"), (invstd, "invstd"))
     args = backward_args(ghost(grad.shape, grad.dtype), ghost(x.shape, x.dtype),
                          *map(_ghost_if_lazy, per_feature), axis, None)
     v = args.view
