@@ -135,12 +135,13 @@ int main(void)
 {
     /* Every short length up to 17 (the tiles of 4 doubles and 8 floats and
      * the columns left over), lengths around the short-row limit (64), the
-     * slab width and the float sums' flush block (128), and the scratch
-     * sizes; row counts around the blocks of short rows moved into lanes
+     * slab width and the float sums' flush block (128), the scratch sizes,
+     * and the longest rows of each dtype that softmax pipelines (4 KB) and
+     * one more; row counts around the blocks of short rows moved into lanes
      * together (4 vectors: 16 doubles, 32 floats) and the rows per task (256). */
     const ptrdiff_t lengths[] = {1,  2,  3,  4,  5,  6,  7,   8,   9,   10,  11,  12, 13,
                                  14, 15, 16, 17, 23, 31, 33,  63,  64,  65,  127, 128, 129,
-                                 136, 255, 257, 4097};
+                                 136, 255, 257, 512, 513, 1024, 1025, 4097};
     const ptrdiff_t counts[] = {1, 2, 3, 8, 15, 16, 17, 31, 32, 33, 129, 257, 401};
     const int nl = sizeof lengths / sizeof *lengths, nc = sizeof counts / sizeof *counts;
     for (int a = 0; a < nl; a++)
