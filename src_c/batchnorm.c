@@ -26,6 +26,10 @@
  * streams.  With the persistent pool a parallel call costs a few
  * microseconds, so a (256, 1024) batch already runs on two threads. */
 #define FSM_BN_WORK(values) (values)
+/* Work of finishing one feature's statistics, per block of rows: the
+ * finish of (256, 1024) float32 (four blocks) runs on two threads, that of
+ * (256, 256) on one. */
+#define FSM_BN_FINISH_WORK 64
 
 /* Elementwise passes of the run layout whose output is at least this large
  * write it with non-temporal stores: input and output together no longer
@@ -109,33 +113,34 @@ static inline void fsm_bn_merge(double *n, double *mean, double *m2, double nb, 
     *n = total;
 }
 
-/* Per-column partials (block-major: part[b*width + col]) -> per-feature
- * results: the blocks fold into block 0's row in order, then the inner
- * columns of each feature fold in order.  Every column of a block has the
- * same count, so each fold's weights are two scalars and the loops across
- * columns vectorise.  Overwrites the partials. */
+/* Per-column partials (block-major: part[b*width + col]) -> the results of
+ * features [c0, c1): the blocks fold into block 0's row in order, then the
+ * inner columns of each feature fold in order.  Every column of a block has
+ * the same count, so each fold's weights are two scalars and the loops
+ * across columns vectorise.  Overwrites those features' partials. */
 FSM_HOT static void fsm_bn_finish_columns(const fsm_bn_plan *p, double *part_mean,
-                                          double *part_m2, double *mean, double *m2)
+                                          double *part_m2, ptrdiff_t c0, ptrdiff_t c1,
+                                          double *mean, double *m2)
 {
-    const ptrdiff_t width = p->width, inner = p->inner;
+    const ptrdiff_t width = p->width, inner = p->inner, k0 = c0 * inner, k1 = c1 * inner;
     double n = (double)fsm_bn_block_rows(p, 0);
     for (ptrdiff_t b = 1; b < p->nblocks; b++) {
         const double nb = (double)fsm_bn_block_rows(p, b), f = nb / (n + nb), h = n * f;
         const double *pm = part_mean + b * width, *pq = part_m2 + b * width;
-        for (ptrdiff_t k = 0; k < width; k++) {
+        for (ptrdiff_t k = k0; k < k1; k++) {
             const double delta = pm[k] - part_mean[k];
             part_mean[k] += delta * f;
             part_m2[k] += pq[k] + delta * delta * h;
         }
         n += nb;
     }
-    for (ptrdiff_t c = 0; c < p->C; c++) {
+    for (ptrdiff_t c = c0; c < c1; c++) {
         mean[c] = part_mean[c * inner];
         m2[c] = part_m2[c * inner];
     }
     for (ptrdiff_t j = 1; j < inner; j++) {
         const double f = 1.0 / (double)(j + 1), h = n * (double)j * f;
-        for (ptrdiff_t c = 0; c < p->C; c++) {
+        for (ptrdiff_t c = c0; c < c1; c++) {
             const double delta = part_mean[c * inner + j] - mean[c];
             mean[c] += delta * f;
             m2[c] += part_m2[c * inner + j] + delta * delta * h;

@@ -33,6 +33,7 @@ typedef struct {
     const double *given_invstd; /* backward: invstd; writes sum_g, sum_gxc and the */
     double *sum_g, *sum_gxc;    /* per-feature factors k, s, t into `factors` (3*C */
     double *factors;            /* values), which a, s and t point into */
+    ptrdiff_t *unhalved;        /* train, column layout: features filled plain (atomic) */
 } FSM_K(fsm_bn_job);
 
 /* Lane sums: FSM_BN_LANES partial sums combined in a fixed tree, which the
@@ -338,7 +339,7 @@ static void FSM_K(fsm_bn_run_stats)(FSM_K(fsm_bn_job) *job, double *mean, double
     if (p->columns) {
         fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
                          FSM_K(fsm_bn_stats_columns), job);
-        fsm_bn_finish_columns(p, job->part_a, job->part_b, mean, m2);
+        fsm_bn_finish_columns(p, job->part_a, job->part_b, 0, p->C, mean, m2);
     } else {
         fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
                          FSM_K(fsm_bn_stats_runs), job);
@@ -728,11 +729,11 @@ static void FSM_K(fsm_bn_set_params)(FSM_K(fsm_bn_job) *job, REAL *params)
     job->ph = FSM_K(fsm_bn_aligned_as)(params + 4 * stride, job->out);
 }
 
-/* The elementwise pass over all the data, params set. */
-static void FSM_K(fsm_bn_run_apply)(FSM_K(fsm_bn_job) *job, int max_threads)
+/* The elementwise pass over all the data, params filled, `unhalved` of
+ * them plain (fsm_bn_fill_params). */
+static void FSM_K(fsm_bn_run_filled)(FSM_K(fsm_bn_job) *job, ptrdiff_t unhalved, int max_threads)
 {
     const fsm_bn_plan *p = &job->p;
-    const ptrdiff_t unhalved = FSM_K(fsm_bn_fill_params)(job, 0, p->C, 0);
     if (p->columns) {
         /* the columns share one h: plain for all if one must be */
         if (unhalved)
@@ -749,6 +750,12 @@ static void FSM_K(fsm_bn_run_apply)(FSM_K(fsm_bn_job) *job, int max_threads)
         fsm_parallel_for(p->outer * p->C, FSM_BN_WORK(2 * p->inner), max_threads,
                          FSM_K(fsm_bn_apply_runs), job);
     }
+}
+
+/* The elementwise pass over all the data, params set. */
+static void FSM_K(fsm_bn_run_apply)(FSM_K(fsm_bn_job) *job, int max_threads)
+{
+    FSM_K(fsm_bn_run_filled)(job, FSM_K(fsm_bn_fill_params)(job, 0, job->p.C, 0), max_threads);
 }
 
 int FSM_K(fsm_bn_apply)(const REAL *g, const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C,
@@ -768,6 +775,24 @@ int FSM_K(fsm_bn_apply)(const REAL *g, const REAL *x, REAL *out, ptrdiff_t outer
 }
 
 /* ---- training forward: statistics, then normalisation ------------------ */
+
+/* Column layout, features [c0, c1): the statistics from the partials of
+ * fsm_bn_stats_columns, invstd and the params.  For many features, as in
+ * (256, 1024), that takes microseconds, which the threads now share instead
+ * of one thread working while the others wait. */
+FSM_HOT static void FSM_K(fsm_bn_train_finish)(void *ctx, ptrdiff_t c0, ptrdiff_t c1)
+{
+    const FSM_K(fsm_bn_job) *job = ctx;
+    const fsm_bn_plan *p = &job->p;
+    const double *weight = job->weight;
+    fsm_bn_finish_columns(p, job->part_a, job->part_b, c0, c1, job->mean_out, job->m2);
+    FSM_K(fsm_bn_fix_nonfinite)(job, c0, c1, job->mean_out, job->m2);
+    fsm_bn_invstd(job->m2 + c0, c1 - c0, (double)(p->outer * p->inner), job->eps,
+                  weight ? weight + c0 : NULL, job->invstd + c0, job->scale + c0);
+    const ptrdiff_t unhalved = FSM_K(fsm_bn_fill_params)(job, c0, c1, 0);
+    if (unhalved)
+        __atomic_fetch_add(job->unhalved, unhalved, __ATOMIC_RELAXED);
+}
 
 /* Run layout, features [c0, c1): each finds its statistics exactly as
  * fsm_bn_stats does (same blocks, same merge order), its factors, and
@@ -812,6 +837,14 @@ int FSM_K(fsm_bn_train)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C, 
     if (fsm_bn_by_feature(p)) {
         fsm_parallel_for(C, FSM_BN_WORK(3 * outer * inner), max_threads,
                          FSM_K(fsm_bn_train_features), &job);
+    } else if (p->columns) {
+        ptrdiff_t unhalved = 0;
+        job.unhalved = &unhalved;
+        fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
+                         FSM_K(fsm_bn_stats_columns), &job);
+        fsm_parallel_for(C, FSM_BN_WORK(FSM_BN_FINISH_WORK * p->nblocks * inner), max_threads,
+                         FSM_K(fsm_bn_train_finish), &job);
+        FSM_K(fsm_bn_run_filled)(&job, unhalved, max_threads);
     } else {
         FSM_K(fsm_bn_run_stats)(&job, mean, m2, max_threads);
         fsm_bn_invstd(m2, C, (double)(outer * inner), eps, weight, invstd, job.scale);

@@ -684,6 +684,37 @@ def test_a_factor_beyond_half_the_largest_float(shape, axis):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_training_with_many_features_shares_the_finish_among_threads(rng, dtype):
+    # (256, 1024) and wider finish their statistics on every thread, each a
+    # range of features: one feature's factor beyond half the largest float
+    # (every feature then unhalved), non-finite features and the running
+    # statistics must come out as with one thread and as the reference.
+    x = rng.standard_normal((256, 1536)).astype(dtype)
+    x[7, 100], x[9, 1200], x[:, 1300] = np.inf, np.nan, 5.0
+    weight = rng.standard_normal(1536).astype(dtype)
+    weight[1500] = np.finfo(dtype).max / 1.5
+    bias = rng.standard_normal(1536).astype(dtype)
+    outs = []
+    for threads in (1, 2):
+        rm, rv = np.zeros(1536, dtype), np.ones(1536, dtype)
+        with fastsm.threads(threads), np.errstate(all="ignore"):
+            outs.append(fastsm.batch_norm_forward(x, weight, bias, rm, rv) + (rm, rv))
+    for one, two in zip(*outs):
+        np.testing.assert_array_equal(one, two)
+    rm, rv = np.zeros(1536, dtype), np.ones(1536, dtype)
+    with np.errstate(all="ignore"):
+        want = ref.batch_norm_forward(x, weight, bias, rm, rv)
+    finite = np.isfinite(x).all(axis=0) & (np.arange(1536) != 1500)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(outs[1][0][:, finite], want[0][:, finite], rtol=tol, atol=tol)
+    np.testing.assert_allclose(outs[1][3], rm, rtol=tol, atol=tol)
+    np.testing.assert_allclose(outs[1][4][finite], rv[finite], rtol=tol)
+    assert np.isnan(outs[1][0][:, [100, 1200]]).all() and (outs[1][0][:, 1300] == bias[1300]).all()
+    huge = outs[1][0][:, 1500].astype(np.float64)
+    np.testing.assert_allclose(huge, want[0][:, 1500].astype(np.float64), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape,axis", LAYOUTS_FAR_APART)
 def test_inference_further_from_the_running_mean_than_the_largest_float(dtype, shape, axis):
     x = _far_apart(dtype, shape, axis)

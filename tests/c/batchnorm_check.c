@@ -354,6 +354,9 @@ int main(void)
     run_f64(3, 2, 350003);
     train_f64(3, 2, 350003);
     backward_f64(3, 2, 350003);
+    /* many features: the training forward's finish shared among threads */
+    train_f32(256, 1536, 1);
+    train_f64(300, 1100, 1);
     placements(5, 37);
     placements(256, 1024);
     specials();
