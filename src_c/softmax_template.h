@@ -412,7 +412,7 @@ FSM_ALWAYS_INLINE void FSM_K(from_lanes)(const REAL *lanes, ptrdiff_t count, ptr
  * the multiply-add units and the scaling on stores; side by side each runs
  * in the units the other leaves idle.  Softmax of 256 x 1000 floats (in
  * cache) took 69 us against 82 us pass by pass; of 4096 x 1000, 8192 x 512
- * and 65536 x 100, from memory, 5-15% less on a quiet host.  Longer rows
+ * and 65536 x 100, from memory, 4-12% less on a quiet host.  Longer rows
  * no longer fit in L1 six at a time: 2048 x 2000 was 5-10% slower.  The
  * sums and maxes are taken as in row_exp_sum and fsm_slice_max, so the
  * results are the same bits either way.
@@ -421,9 +421,9 @@ FSM_ALWAYS_INLINE void FSM_K(from_lanes)(const REAL *lanes, ptrdiff_t count, ptr
  * scaling, scales the n values at done by f; if taking_next, takes the max
  * of the row at next into *next_max, and fetches the row after it, the
  * result the next step writes (without them loads and stores there wait on
- * memory) and, into L2, the row at far (FSM_PIPELINE_AHEAD rows on, or the
- * last row; without it 4096 x 1000 was no faster than pass by pass).  The callers pass the
- * flags as constants, so that each loop has only its own work. */
+ * memory) and, into L2, the row at far (without it 4096 x 1000 was no
+ * faster than pass by pass).  The callers pass the flags as constants, so
+ * that each loop has only its own work. */
 FSM_ALWAYS_INLINE ACC FSM_K(softmax_step)(const REAL *x, REAL *e, ptrdiff_t n, REAL m,
                                           int scaling, REAL *done, REAL f,
                                           int taking_next, const REAL *next, const REAL *far,
@@ -466,29 +466,38 @@ FSM_ALWAYS_INLINE ACC FSM_K(softmax_step)(const REAL *x, REAL *e, ptrdiff_t n, R
     return FSM_K(rhsum)(acc);
 }
 
+/* For the step of row r (at x) of the rows up to r1: the row
+ * FSM_PIPELINE_AHEAD past the next, or the last row. */
+FSM_ALWAYS_INLINE const REAL *FSM_K(pipeline_far)(const REAL *x, ptrdiff_t n, ptrdiff_t r,
+                                                  ptrdiff_t r1)
+{
+    const ptrdiff_t left = r1 - 1 - r;
+    return x + (left < 1 + FSM_PIPELINE_AHEAD ? left : 1 + FSM_PIPELINE_AHEAD) * n;
+}
+
 /* The rows [r0, r1) through the pipeline. */
-FSM_ALWAYS_INLINE void FSM_K(softmax_pipeline)(const FSM_K(fsm_slices) *c, ptrdiff_t r0, ptrdiff_t r1)
+FSM_ALWAYS_INLINE void FSM_K(softmax_pipeline)(const FSM_K(fsm_slices) *c, ptrdiff_t r0,
+                                               ptrdiff_t r1)
 {
     const ptrdiff_t n = c->n;
     const REAL *x = c->a + r0 * n;
     REAL *out = c->out + r0 * n;
-    const REAL *last = c->a + (r1 - 1) * n;
     REAL m = FSM_SLICE(fsm_slice_max)(x, n), f;
-#define FSM_FAR(r) (r + 1 + FSM_PIPELINE_AHEAD < r1 ? x + (1 + FSM_PIPELINE_AHEAD) * n : last)
     if (r1 - r0 == 1) {
         f = (REAL)(1 / FSM_K(softmax_step)(x, out, n, m, 0, NULL, 0, 0, NULL, NULL, NULL));
     } else {
-        f = (REAL)(1 / FSM_K(softmax_step)(x, out, n, m, 0, NULL, 0, 1, x + n, FSM_FAR(r0), &m));
+        f = (REAL)(1 / FSM_K(softmax_step)(x, out, n, m, 0, NULL, 0, 1, x + n,
+                                           FSM_K(pipeline_far)(x, n, r0, r1), &m));
         for (ptrdiff_t r = r0 + 1; r + 1 < r1; r++) {
             x += n;
             out += n;
-            f = (REAL)(1 / FSM_K(softmax_step)(x, out, n, m, 1, out - n, f, 1, x + n, FSM_FAR(r), &m));
+            f = (REAL)(1 / FSM_K(softmax_step)(x, out, n, m, 1, out - n, f, 1, x + n,
+                                               FSM_K(pipeline_far)(x, n, r, r1), &m));
         }
         x += n;
         out += n;
         f = (REAL)(1 / FSM_K(softmax_step)(x, out, n, m, 1, out - n, f, 0, NULL, NULL, NULL));
     }
-#undef FSM_FAR
     FSM_SLICE(fsm_scale)(out, n, f, NULL, NULL);
 }
 
