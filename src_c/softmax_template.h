@@ -257,16 +257,22 @@ FSM_ALWAYS_INLINE ACC FSM_K(row_sum)(const REAL *x, ptrdiff_t n)
             FSM_K(OP##_row)(c->a + r * n, b ? b + r * n : NULL, c->out + r * n, n, r + 1 < r1);   \
     }
 
-/* The same for an operation that starts from the row's max, from
- * OP_row(x, out, n, m, next): m is the max of x, and OP_row returns the max
- * of the row at next (unless NULL), which it takes in its last pass and
- * fetches meanwhile: that pass then has work while it waits for the sum of
- * exps, and the next row is in cache for its own passes. */
-#define FSM_DEFINE_MAX_ROWS(OP)                                                                   \
+/* The same for softmax and log_softmax (log_form), which start from the
+ * row's max: rows of up to FSM_PIPELINE_BYTES through pipeline_rows, longer
+ * ones pass by pass with OP_row(x, out, n, m, next): m is the max of x, and
+ * OP_row returns the max of the row at next (unless NULL), which it takes
+ * in its last pass and fetches meanwhile: that pass then has work while it
+ * waits for the sum of exps, and the next row is in cache for its own
+ * passes. */
+#define FSM_DEFINE_MAX_ROWS(OP, log_form)                                                         \
     FSM_HOT static void FSM_K(OP##_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)                   \
     {                                                                                             \
         const FSM_K(fsm_slices) *c = ctx;                                                         \
         const ptrdiff_t n = c->n;                                                                 \
+        if (n * (ptrdiff_t)sizeof(REAL) <= FSM_PIPELINE_BYTES) {                                  \
+            FSM_K(pipeline_rows)(c, r0, r1, log_form);                                            \
+            return;                                                                               \
+        }                                                                                         \
         REAL m = FSM_SLICE(fsm_slice_max)(c->a + r0 * n, n);                                      \
         for (ptrdiff_t r = r0; r < r1; r++)                                                       \
             m = FSM_K(OP##_row)(c->a + r * n, c->out + r * n, n, m,                               \
@@ -406,33 +412,47 @@ FSM_ALWAYS_INLINE void FSM_K(from_lanes)(const REAL *lanes, ptrdiff_t count, ptr
 
 /* ---- softmax ---------------------------------------------------------- */
 
-/* Rows of up to FSM_PIPELINE_BYTES go through a pipeline, one loop per
- * row: the exps of row r into out (and their sum), row r - 1 scaled by
- * 1 / its sum, and the max of row r + 1.  On its own the exp pass waits on
- * the multiply-add units and the scaling on stores; side by side each runs
- * in the units the other leaves idle.  Softmax of 256 x 1000 floats (in
- * cache) took 69 us against 82 us pass by pass; of 4096 x 1000, 8192 x 512
- * and 65536 x 100, from memory, 4-12% less on a quiet host.  Longer rows
- * no longer fit in L1 six at a time: 2048 x 2000 was 5-10% slower.  The
- * sums and maxes are taken as in row_exp_sum and fsm_slice_max, so the
- * results are the same bits either way.
- *
- * One step, for row x (max m) into e: returns the sum of its exps; if
- * scaling, scales the n values at done by f; if taking_next, takes the max
- * of the row at next into *next_max, and fetches the row after it, the
- * result the next step writes (without them loads and stores there wait on
- * memory) and, into L2, the row at far (without it 4096 x 1000 was no
- * faster than pass by pass).  The callers pass the flags as constants, so
- * that each loop has only its own work. */
-FSM_ALWAYS_INLINE ACC FSM_K(softmax_step)(const REAL *x, REAL *e, ptrdiff_t n, REAL m,
-                                          int scaling, REAL *done, REAL f,
-                                          int taking_next, const REAL *next, const REAL *far,
-                                          REAL *next_max)
+/* Rows of up to FSM_PIPELINE_BYTES of softmax and log_softmax go through a
+ * pipeline, one loop per row: the exps of row r (and their sum), the
+ * result of row r - 1 (whose sum is known), and the max of row r + 1.  On
+ * its own the exp pass waits on the multiply-add units and the result pass
+ * on stores; side by side each runs in the units the other leaves idle.
+ * Softmax of 256 x 1000 floats (in cache) took 69 us against 82 us pass by
+ * pass; of 4096 x 1000, 8192 x 512 and 65536 x 100, from memory, 4-12%
+ * less on a quiet host.  Longer rows no longer fit in L1 six at a time:
+ * 2048 x 2000 was 5-10% slower.  The sums, maxes and results are taken as
+ * pass by pass, so they are the same bits either way. */
+
+/* The row before, whose result a step writes: softmax scales its exps in
+ * out by f = 1 / sum; log_softmax writes out = (x - m) - f, f = log(sum). */
+typedef struct {
+    REAL *out;
+    const REAL *x;
+    REAL m, f;
+} FSM_K(fsm_done_row);
+
+/* One step, for row x (max m): returns the sum of its exps, which softmax
+ * (not log_form) stores at e; if finishing, writes done's result; if
+ * taking_next, takes the max of the row at next into *next_max, and
+ * fetches the row after it, the result the next step writes first (at
+ * fetch) and, into L2, the row at far (without it 4096 x 1000 was no faster
+ * than pass by pass).  The callers pass the flags as constants, so that
+ * each loop has only its own work. */
+FSM_ALWAYS_INLINE ACC FSM_K(pipeline_step)(const REAL *x, REAL *e, ptrdiff_t n, REAL m,
+                                           int log_form, int finishing,
+                                           const FSM_K(fsm_done_row) *done, int taking_next,
+                                           const REAL *next, REAL *fetch, const REAL *far,
+                                           REAL *next_max)
 {
     ACC acc[RVW] = {0};
     REAL lane[RVW];
     FSM_SLICE(fsm_max_start)(lane);
-    const RVREAL fv = FSM_K(rsplat)(f);
+    const RVREAL f = FSM_K(rsplat)(finishing ? done->f : 0);
+#define FSM_FINISH(i, w)                                                                          \
+    FSM_RSTORE(done->out + (i),                                                                   \
+               log_form ? (FSM_K(rload)(done->x + (i), w, 0) - done->m) - f                       \
+                        : FSM_K(rload)(done->out + (i), w, 0) * f,                                \
+               w)
     ptrdiff_t i = 0;
     while (i < n) {
         const ptrdiff_t end = n - i > FSM_FLUSH * RVW ? i + FSM_FLUSH * RVW : n;
@@ -440,14 +460,14 @@ FSM_ALWAYS_INLINE ACC FSM_K(softmax_step)(const REAL *x, REAL *e, ptrdiff_t n, R
         for (; i + RVW <= end; i += RVW) {
             RVREAL ei;
             FSM_REXP_NONPOS(FSM_K(rload)(x + i, RVW, 0) - m, ei);
-            FSM_K(rstore_at)(e + i, &ei, RVW);
+            if (!log_form) FSM_K(rstore_at)(e + i, &ei, RVW);
             s += ei;
-            if (scaling) FSM_RSTORE(done + i, FSM_K(rload)(done + i, RVW, 0) * fv, RVW);
+            if (finishing) FSM_FINISH(i, RVW);
             if (taking_next) {
                 const RVREAL v = FSM_K(rload)(next + i, RVW, 0);
                 FSM_SLICE(fsm_max_into_lanes)(lane, &v);
                 __builtin_prefetch(next + n + i);
-                __builtin_prefetch(e + n + i);
+                __builtin_prefetch(fetch + i);
                 __builtin_prefetch(far + i, 0, 2);
             }
         }
@@ -455,13 +475,14 @@ FSM_ALWAYS_INLINE ACC FSM_K(softmax_step)(const REAL *x, REAL *e, ptrdiff_t n, R
             const ptrdiff_t w = end - i;
             RVREAL ei;
             FSM_REXP_NONPOS(FSM_K(rload)(x + i, w, (REAL)-INFINITY) - m, ei);
-            FSM_K(rstore_at)(e + i, &ei, w);
+            if (!log_form) FSM_K(rstore_at)(e + i, &ei, w);
             s += ei;
-            if (scaling) FSM_RSTORE(done + i, FSM_K(rload)(done + i, w, 0) * fv, w);
+            if (finishing) FSM_FINISH(i, w);
             i = end;
         }
         FSM_K(rflush)(acc, &s);
     }
+#undef FSM_FINISH
     if (taking_next) *next_max = FSM_SLICE(fsm_max_finish)(lane, next, n / RVW * RVW, n);
     return FSM_K(rhsum)(acc);
 }
@@ -475,38 +496,59 @@ FSM_ALWAYS_INLINE const REAL *FSM_K(pipeline_far)(const REAL *x, ptrdiff_t n, pt
     return x + (left < 1 + FSM_PIPELINE_AHEAD ? left : 1 + FSM_PIPELINE_AHEAD) * n;
 }
 
-/* The rows [r0, r1) through the pipeline. */
-FSM_ALWAYS_INLINE void FSM_K(softmax_pipeline)(const FSM_K(fsm_slices) *c, ptrdiff_t r0,
-                                               ptrdiff_t r1)
+/* The factor of a row's result from the sum of its exps. */
+FSM_ALWAYS_INLINE REAL FSM_K(pipeline_factor)(ACC sum, int log_form)
+{
+    return log_form ? (REAL)log(sum) : (REAL)(1 / sum);
+}
+
+/* The rows [r0, r1) through the pipeline; softmax's results first hold
+ * the exps, which the next step (or the last pass here) scales. */
+FSM_ALWAYS_INLINE void FSM_K(pipeline_rows)(const FSM_K(fsm_slices) *c, ptrdiff_t r0,
+                                            ptrdiff_t r1, int log_form)
 {
     const ptrdiff_t n = c->n;
     const REAL *x = c->a + r0 * n;
     REAL *out = c->out + r0 * n;
-    REAL m = FSM_SLICE(fsm_slice_max)(x, n), f;
+    REAL m = FSM_SLICE(fsm_slice_max)(x, n), next_m;
+    FSM_K(fsm_done_row) done = {out, x, m, 0};
     if (r1 - r0 == 1) {
-        f = (REAL)(1 / FSM_K(softmax_step)(x, out, n, m, 0, NULL, 0, 0, NULL, NULL, NULL));
+        done.f = FSM_K(pipeline_factor)(
+            FSM_K(pipeline_step)(x, out, n, m, log_form, 0, NULL, 0, NULL, NULL, NULL, NULL),
+            log_form);
     } else {
-        f = (REAL)(1 / FSM_K(softmax_step)(x, out, n, m, 0, NULL, 0, 1, x + n,
-                                           FSM_K(pipeline_far)(x, n, r0, r1), &m));
-        for (ptrdiff_t r = r0 + 1; r + 1 < r1; r++) {
+        done.f = FSM_K(pipeline_factor)(
+            FSM_K(pipeline_step)(x, out, n, m, log_form, 0, NULL, 1, x + n, log_form ? out : out + n,
+                                 FSM_K(pipeline_far)(x, n, r0, r1), &next_m),
+            log_form);
+        for (ptrdiff_t r = r0 + 1; r < r1; r++) {
             x += n;
             out += n;
-            f = (REAL)(1 / FSM_K(softmax_step)(x, out, n, m, 1, out - n, f, 1, x + n,
-                                               FSM_K(pipeline_far)(x, n, r, r1), &m));
+            m = next_m;
+            const int more = r + 1 < r1;
+            const ACC sum =
+                more ? FSM_K(pipeline_step)(x, out, n, m, log_form, 1, &done, 1, x + n,
+                                            log_form ? out : out + n,
+                                            FSM_K(pipeline_far)(x, n, r, r1), &next_m)
+                     : FSM_K(pipeline_step)(x, out, n, m, log_form, 1, &done, 0, NULL, NULL,
+                                            NULL, NULL);
+            done = (FSM_K(fsm_done_row)){out, x, m, FSM_K(pipeline_factor)(sum, log_form)};
         }
-        x += n;
-        out += n;
-        f = (REAL)(1 / FSM_K(softmax_step)(x, out, n, m, 1, out - n, f, 0, NULL, NULL, NULL));
     }
-    FSM_SLICE(fsm_scale)(out, n, f, NULL, NULL);
+    if (!log_form) {
+        FSM_SLICE(fsm_scale)(out, n, done.f, NULL, NULL);
+        return;
+    }
+    const RVREAL f = FSM_K(rsplat)(done.f);
+    FSM_FOR_VECTORS(n, FSM_RSTORE(out + i, (FSM_K(rload)(x + i, w, 0) - m) - f, w));
 }
 
-/* Rows longer than FSM_PIPELINE_BYTES go pass by pass.  The next row's
- * result, at out + n, is written first by its exp pass, which would wait
- * there for each line to be read in: the first FSM_FETCH_NEXT values are
- * fetched during this row's last pass instead (4096 x 1000 and 2048 x 2000
- * floats 6-16% faster, cross-entropy's gradient at 4096 x 1000 8%; fetching
- * more than 4 KB made 1024 x 4096 5% slower). */
+/* Longer rows go pass by pass.  The next row's result, at out + n, is
+ * written first by its exp pass, which would wait there for each line to be
+ * read in: the first FSM_FETCH_NEXT values are fetched during this row's
+ * last pass instead (4096 x 1000 and 2048 x 2000 floats 6-16% faster,
+ * cross-entropy's gradient at 4096 x 1000 8%; fetching more than 4 KB made
+ * 1024 x 4096 5% slower). */
 FSM_ALWAYS_INLINE REAL FSM_K(fsm_softmax_row)(const REAL *x, REAL *out, ptrdiff_t n, REAL m,
                                               const REAL *next)
 {
@@ -519,20 +561,7 @@ FSM_ALWAYS_INLINE REAL FSM_K(fsm_softmax_row)(const REAL *x, REAL *out, ptrdiff_
     return next_max;
 }
 
-FSM_HOT static void FSM_K(fsm_softmax_rows)(void *ctx, ptrdiff_t r0, ptrdiff_t r1)
-{
-    const FSM_K(fsm_slices) *c = ctx;
-    const ptrdiff_t n = c->n;
-    if (n * (ptrdiff_t)sizeof(REAL) <= FSM_PIPELINE_BYTES) {
-        FSM_K(softmax_pipeline)(c, r0, r1);
-        return;
-    }
-    REAL m = FSM_SLICE(fsm_slice_max)(c->a + r0 * n, n);
-    for (ptrdiff_t r = r0; r < r1; r++)
-        m = FSM_K(fsm_softmax_row)(c->a + r * n, c->out + r * n, n, m,
-                                   r + 1 < r1 ? c->a + (r + 1) * n : NULL);
-}
-
+FSM_DEFINE_MAX_ROWS(fsm_softmax, 0)
 FSM_DEFINE_RUN(fsm_softmax)
 
 void FSM_PUBLIC(fsm_softmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,
@@ -554,7 +583,7 @@ FSM_ALWAYS_INLINE REAL FSM_K(fsm_log_softmax_row)(const REAL *x, REAL *out, ptrd
     return next_max;
 }
 
-FSM_DEFINE_MAX_ROWS(fsm_log_softmax)
+FSM_DEFINE_MAX_ROWS(fsm_log_softmax, 1)
 FSM_DEFINE_RUN(fsm_log_softmax)
 
 void FSM_PUBLIC(fsm_log_softmax)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t n,

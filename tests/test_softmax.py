@@ -245,27 +245,32 @@ def test_forward_matches_torch_on_special_values():
         np.testing.assert_allclose(getattr(fastsm, name)(x), want, rtol=1e-6, equal_nan=True)
 
 
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("n", [64, 100, 512, 513, 1000, 1024, 1025, 3000])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_row_does_not_depend_on_its_neighbours(rng, n, dtype):
+def test_a_row_does_not_depend_on_its_neighbours(rng, name, n, dtype):
     # Rows of up to 4 KB run in a pipeline (a row's exps beside the previous
-    # row's scaling and the next row's max), longer ones pass by pass, and a
+    # row's result and the next row's max), longer ones pass by pass, and a
     # task's first and last rows take their own steps: the same bits for
-    # every row, whichever way and whichever rows around it.
+    # every row, whichever way and whichever rows around it, in place too.
+    f = getattr(fastsm, name)
     x = forward_input(rng, (13, n), dtype)
     x[4, 7] = np.inf
     x[5] = -np.inf
     x[6, :3] = np.nan
-    batch = fastsm.softmax(x)
-    alone = np.concatenate([fastsm.softmax(x[i:i + 1]) for i in range(len(x))])
+    batch = f(x)
+    alone = np.concatenate([f(x[i:i + 1]) for i in range(len(x))])
     np.testing.assert_array_equal(batch, alone)
-    np.testing.assert_array_equal(fastsm.softmax(x[2:9]), batch[2:9])
+    np.testing.assert_array_equal(f(x[2:9]), batch[2:9])
     with fastsm.threads(1):
-        np.testing.assert_array_equal(fastsm.softmax(x), batch)
+        np.testing.assert_array_equal(f(x), batch)
+    in_place = x.copy()
+    f(in_place, out=in_place)
+    np.testing.assert_array_equal(in_place, batch)
     assert np.isnan(batch[4:7]).all()  # a row with +inf, all -inf or NaN: NaN throughout
     finite = [0, 1, 2, 3, 7, 12]
     tol = 2e-6 if dtype == np.float32 else 1e-13
-    np.testing.assert_allclose(batch[finite], ref.softmax(x[finite]), rtol=tol, atol=tol)
+    np.testing.assert_allclose(batch[finite], getattr(ref, name)(x[finite]), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("name", FORWARD + BACKWARD)
