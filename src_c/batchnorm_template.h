@@ -33,7 +33,7 @@ typedef struct {
     const double *given_invstd; /* backward: invstd; writes sum_g, sum_gxc and the */
     double *sum_g, *sum_gxc;    /* per-feature factors k, s, t into `factors` (3*C */
     double *factors;            /* values), which a, s and t point into */
-    ptrdiff_t *unhalved;        /* train, column layout: features filled plain (atomic) */
+    ptrdiff_t *unhalved;        /* train: features whose params are plain (atomic adds) */
 } FSM_K(fsm_bn_job);
 
 /* Lane sums: FSM_BN_LANES partial sums combined in a fixed tree, which the
@@ -331,21 +331,32 @@ static void FSM_K(fsm_bn_fix_nonfinite)(const FSM_K(fsm_bn_job) *job, ptrdiff_t 
     }
 }
 
+/* The blocks' partial statistics into job->part_a / part_b. */
+static void FSM_K(fsm_bn_run_partials)(FSM_K(fsm_bn_job) *job, int max_threads)
+{
+    const fsm_bn_plan *p = &job->p;
+    fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
+                     p->columns ? FSM_K(fsm_bn_stats_columns) : FSM_K(fsm_bn_stats_runs), job);
+}
+
+/* The statistics of features [c0, c1) from the partials. */
+static void FSM_K(fsm_bn_finish_stats)(const FSM_K(fsm_bn_job) *job, ptrdiff_t c0, ptrdiff_t c1,
+                                       double *mean, double *m2)
+{
+    const fsm_bn_plan *p = &job->p;
+    if (p->columns)
+        fsm_bn_finish_columns(p, job->part_a, job->part_b, c0, c1, mean, m2);
+    else
+        fsm_bn_finish_runs(p, job->part_a, job->part_b, c0, c1, mean, m2);
+    FSM_K(fsm_bn_fix_nonfinite)(job, c0, c1, mean, m2);
+}
+
 /* The statistics with job->part_a / part_b as scratch. */
 static void FSM_K(fsm_bn_run_stats)(FSM_K(fsm_bn_job) *job, double *mean, double *m2,
                                     int max_threads)
 {
-    const fsm_bn_plan *p = &job->p;
-    if (p->columns) {
-        fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
-                         FSM_K(fsm_bn_stats_columns), job);
-        fsm_bn_finish_columns(p, job->part_a, job->part_b, 0, p->C, mean, m2);
-    } else {
-        fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
-                         FSM_K(fsm_bn_stats_runs), job);
-        fsm_bn_finish_runs(p, job->part_a, job->part_b, 0, p->C, mean, m2);
-    }
-    FSM_K(fsm_bn_fix_nonfinite)(job, 0, p->C, mean, m2);
+    FSM_K(fsm_bn_run_partials)(job, max_threads);
+    FSM_K(fsm_bn_finish_stats)(job, 0, job->p.C, mean, m2);
 }
 
 int FSM_K(fsm_bn_stats)(const REAL *x, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
@@ -776,17 +787,16 @@ int FSM_K(fsm_bn_apply)(const REAL *g, const REAL *x, REAL *out, ptrdiff_t outer
 
 /* ---- training forward: statistics, then normalisation ------------------ */
 
-/* Column layout, features [c0, c1): the statistics from the partials of
- * fsm_bn_stats_columns, invstd and the params.  For many features, as in
- * (256, 1024), that takes microseconds, which the threads now share instead
- * of one thread working while the others wait. */
+/* Features [c0, c1): the statistics from the blocks' partials, invstd and
+ * the params.  For many features, as in (256, 1024), that takes
+ * microseconds, which the threads share instead of one thread working
+ * while the others wait. */
 FSM_HOT static void FSM_K(fsm_bn_train_finish)(void *ctx, ptrdiff_t c0, ptrdiff_t c1)
 {
     const FSM_K(fsm_bn_job) *job = ctx;
     const fsm_bn_plan *p = &job->p;
     const double *weight = job->weight;
-    fsm_bn_finish_columns(p, job->part_a, job->part_b, c0, c1, job->mean_out, job->m2);
-    FSM_K(fsm_bn_fix_nonfinite)(job, c0, c1, job->mean_out, job->m2);
+    FSM_K(fsm_bn_finish_stats)(job, c0, c1, job->mean_out, job->m2);
     fsm_bn_invstd(job->m2 + c0, c1 - c0, (double)(p->outer * p->inner), job->eps,
                   weight ? weight + c0 : NULL, job->invstd + c0, job->scale + c0);
     const ptrdiff_t unhalved = FSM_K(fsm_bn_fill_params)(job, c0, c1, 0);
@@ -837,18 +847,13 @@ int FSM_K(fsm_bn_train)(const REAL *x, REAL *out, ptrdiff_t outer, ptrdiff_t C, 
     if (fsm_bn_by_feature(p)) {
         fsm_parallel_for(C, FSM_BN_WORK(3 * outer * inner), max_threads,
                          FSM_K(fsm_bn_train_features), &job);
-    } else if (p->columns) {
+    } else {
         ptrdiff_t unhalved = 0;
         job.unhalved = &unhalved;
-        fsm_parallel_for(p->ntasks, FSM_BN_WORK(p->task_values), max_threads,
-                         FSM_K(fsm_bn_stats_columns), &job);
+        FSM_K(fsm_bn_run_partials)(&job, max_threads);
         fsm_parallel_for(C, FSM_BN_WORK(FSM_BN_FINISH_WORK * p->nblocks * inner), max_threads,
                          FSM_K(fsm_bn_train_finish), &job);
         FSM_K(fsm_bn_run_filled)(&job, unhalved, max_threads);
-    } else {
-        FSM_K(fsm_bn_run_stats)(&job, mean, m2, max_threads);
-        fsm_bn_invstd(m2, C, (double)(outer * inner), eps, weight, invstd, job.scale);
-        FSM_K(fsm_bn_run_apply)(&job, max_threads);
     }
     free(scratch);
     return 0;

@@ -155,37 +155,50 @@ FSM_ALWAYS_INLINE ACC FSM_K(rhsum)(ACC *acc)
  * the noise). */
 #define FSM_STORE_AHEAD (2048 / (ptrdiff_t)sizeof(REAL))
 
+/* Runs BODY for each vector of the row of n values at x, with ei =
+ * exp(x - m) over its w lanes (w is RVW, a constant for the compiler, up to
+ * the last, partial, vector, whose other lanes are 0), and sets sum to the
+ * sum of the ei: in REAL lanes over FSM_FLUSH vectors at a time (one add
+ * per exp is not on the critical path), then in ACC lanes. */
+#define FSM_FOR_EXPS(x, n, m, sum, BODY)                                                  \
+    do {                                                                                  \
+        ACC acc_[RVW] = {0};                                                              \
+        ptrdiff_t i = 0;                                                                  \
+        while (i < (n)) {                                                                 \
+            const ptrdiff_t end_ = (n) - i > FSM_FLUSH * RVW ? i + FSM_FLUSH * RVW : (n); \
+            RVREAL s_ = {0};                                                              \
+            for (; i + RVW <= end_; i += RVW) {                                           \
+                const ptrdiff_t w = RVW;                                                  \
+                RVREAL ei;                                                                \
+                FSM_REXP_NONPOS(FSM_K(rload)((x) + i, RVW, 0) - (m), ei);                 \
+                BODY;                                                                     \
+                s_ += ei;                                                                 \
+            }                                                                             \
+            if (i < end_) { /* the end of the row */                                      \
+                const ptrdiff_t w = end_ - i;                                             \
+                RVREAL ei;                                                                \
+                FSM_REXP_NONPOS(FSM_K(rload)((x) + i, w, (REAL)-INFINITY) - (m), ei);     \
+                BODY;                                                                     \
+                s_ += ei;                                                                 \
+                i = end_;                                                                 \
+            }                                                                             \
+            FSM_K(rflush)(acc_, &s_);                                                     \
+        }                                                                                 \
+        (sum) = FSM_K(rhsum)(acc_);                                                       \
+    } while (0)
+
 /* sum(exp(x - m)) over a row, and e[i] = exp(x[i] - m) unless e is NULL (e
- * may be x); the n elements at ahead (unless NULL) are fetched meanwhile.
- * Partial sums: one vector of REAL lanes per FSM_FLUSH vectors (one add per
- * exp is not on the critical path). */
+ * may be x); the n elements at ahead (unless NULL) are fetched meanwhile. */
 FSM_ALWAYS_INLINE ACC FSM_K(row_exp_sum)(const REAL *x, REAL *e, ptrdiff_t n, REAL m,
                                          const REAL *ahead)
 {
-    ACC acc[RVW] = {0};
-    ptrdiff_t i = 0;
-    while (i < n) {
-        const ptrdiff_t end = n - i > FSM_FLUSH * RVW ? i + FSM_FLUSH * RVW : n;
-        RVREAL s = {0};
-        for (; i + RVW <= end; i += RVW) {
-            RVREAL ei;
-            FSM_REXP_NONPOS(FSM_K(rload)(x + i, RVW, 0) - m, ei);
-            if (e) FSM_K(rstore_at)(e + i, &ei, RVW);
-            if (ahead) __builtin_prefetch(ahead + i);
-            if (e && i + FSM_STORE_AHEAD < n) __builtin_prefetch(e + i + FSM_STORE_AHEAD);
-            s += ei;
-        }
-        if (i < end) { /* the end of the row */
-            const ptrdiff_t w = end - i;
-            RVREAL ei;
-            FSM_REXP_NONPOS(FSM_K(rload)(x + i, w, (REAL)-INFINITY) - m, ei);
-            if (e) FSM_K(rstore_at)(e + i, &ei, w);
-            s += ei;
-            i = end;
-        }
-        FSM_K(rflush)(acc, &s);
-    }
-    return FSM_K(rhsum)(acc);
+    ACC sum;
+    FSM_FOR_EXPS(x, n, m, sum, {
+        if (e) FSM_K(rstore_at)(e + i, &ei, w);
+        if (ahead) __builtin_prefetch(ahead + i);
+        if (e && i + FSM_STORE_AHEAD < n) __builtin_prefetch(e + i + FSM_STORE_AHEAD);
+    });
+    return sum;
 }
 
 /* sum(a * b) over a row: products summed in REAL lanes over FSM_FLUSH
@@ -444,47 +457,27 @@ FSM_ALWAYS_INLINE ACC FSM_K(pipeline_step)(const REAL *x, REAL *e, ptrdiff_t n, 
                                            const REAL *next, REAL *fetch, const REAL *far,
                                            REAL *next_max)
 {
-    ACC acc[RVW] = {0};
     REAL lane[RVW];
     FSM_SLICE(fsm_max_start)(lane);
     const RVREAL f = FSM_K(rsplat)(finishing ? done->f : 0);
-#define FSM_FINISH(i, w)                                                                          \
-    FSM_RSTORE(done->out + (i),                                                                   \
-               log_form ? (FSM_K(rload)(done->x + (i), w, 0) - done->m) - f                       \
-                        : FSM_K(rload)(done->out + (i), w, 0) * f,                                \
-               w)
-    ptrdiff_t i = 0;
-    while (i < n) {
-        const ptrdiff_t end = n - i > FSM_FLUSH * RVW ? i + FSM_FLUSH * RVW : n;
-        RVREAL s = {0};
-        for (; i + RVW <= end; i += RVW) {
-            RVREAL ei;
-            FSM_REXP_NONPOS(FSM_K(rload)(x + i, RVW, 0) - m, ei);
-            if (!log_form) FSM_K(rstore_at)(e + i, &ei, RVW);
-            s += ei;
-            if (finishing) FSM_FINISH(i, RVW);
-            if (taking_next) {
-                const RVREAL v = FSM_K(rload)(next + i, RVW, 0);
-                FSM_SLICE(fsm_max_into_lanes)(lane, &v);
-                __builtin_prefetch(next + n + i);
-                __builtin_prefetch(fetch + i);
-                __builtin_prefetch(far + i, 0, 2);
-            }
+    ACC sum;
+    FSM_FOR_EXPS(x, n, m, sum, {
+        if (!log_form) FSM_K(rstore_at)(e + i, &ei, w);
+        if (finishing)
+            FSM_RSTORE(done->out + i,
+                       log_form ? (FSM_K(rload)(done->x + i, w, 0) - done->m) - f
+                                : FSM_K(rload)(done->out + i, w, 0) * f,
+                       w);
+        if (taking_next) { /* the lanes past the row -inf, as fsm_slice_max */
+            const RVREAL v = FSM_K(rload)(next + i, w, (REAL)-INFINITY);
+            FSM_SLICE(fsm_max_into_lanes)(lane, &v);
+            __builtin_prefetch(next + n + i);
+            __builtin_prefetch(fetch + i);
+            __builtin_prefetch(far + i, 0, 2);
         }
-        if (i < end) { /* the end of the row */
-            const ptrdiff_t w = end - i;
-            RVREAL ei;
-            FSM_REXP_NONPOS(FSM_K(rload)(x + i, w, (REAL)-INFINITY) - m, ei);
-            if (!log_form) FSM_K(rstore_at)(e + i, &ei, w);
-            s += ei;
-            if (finishing) FSM_FINISH(i, w);
-            i = end;
-        }
-        FSM_K(rflush)(acc, &s);
-    }
-#undef FSM_FINISH
-    if (taking_next) *next_max = FSM_SLICE(fsm_max_finish)(lane, next, n / RVW * RVW, n);
-    return FSM_K(rhsum)(acc);
+    });
+    if (taking_next) *next_max = FSM_SLICE(fsm_max_of_lanes)(lane);
+    return sum;
 }
 
 /* For the step of row r (at x) of the rows up to r1: the row
@@ -668,6 +661,7 @@ void FSM_PUBLIC(fsm_log_softmax_backward)(const REAL *grad, const REAL *logp, RE
 #undef FSM_RSTORE
 #undef FSM_STORE_VALUE
 #undef FSM_EXP_VALUE
+#undef FSM_FOR_EXPS
 #undef FSM_REXP_NONPOS
 #undef FSM_R
 #undef FSM_HALF
