@@ -7,6 +7,7 @@ import copy
 import importlib
 import io
 import json
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +18,14 @@ from fastsm.bench._cli import ProgressBar, parse_args
 from fastsm.bench.cases import CASES, FAMILIES, SIZES, Case, parse_shape, select
 from fastsm.bench.libraries import LIBRARIES, Library, api
 from fastsm.bench.report import check, markdown_table, text_table
-from fastsm.bench.run import SCHEMA, run_benchmark
-from fastsm.bench.timing import time_call
+from fastsm.bench.run import SCHEMA, _pool, run_benchmark
+from fastsm.bench.timing import summarize, time_call
 
 TINY = {"cases": ["softmax"], "libraries": ["fastsm", "numpy"], "shapes": [(8, 5)],
         "dtype": "float32", "threads": 1, "repeats": 1, "seed": 0}
 
 RESULT_KEYS = {"op", "family", "library", "shape", "dtype", "status", "note"}
-MEASURED_KEYS = RESULT_KEYS | {"bytes", "median_s", "min_s", "max_s", "samples",
+MEASURED_KEYS = RESULT_KEYS | {"bytes", "median_s", "min_s", "max_s", "samples", "times",
                                "calls_per_sample", "matches_reference", "gbps", "copy_gbps",
                                "fraction_of_copy", "speedup_vs_numpy"}
 
@@ -67,7 +68,8 @@ def test_custom_shapes_replace_the_presets_unless_sizes_are_given():
 
 @pytest.mark.parametrize("argv", [
     ["--ops", "softmax,no_such_op"], ["--libs", "tensorflow"], ["--sizes", "huge"],
-    ["--shape", "8by3"], ["--shape", "0x3"], ["--repeats", "0"], ["--threads", "-1"],
+    ["--shape", "8by3"], ["--shape", "0x3"], ["--repeats", "0"], ["--rounds", "0"],
+    ["--threads", "-1"],
     ["--dtype", "int8"], ["--json", "/no/such/folder/run.json"],
     ["--plot", "/no/such/folder/run.png"],
 ])
@@ -136,6 +138,45 @@ def test_time_call_reports_per_call_statistics():
     stats = time_call(lambda: None, repeats=3)
     assert stats["samples"] == 3 and stats["calls_per_sample"] >= 1
     assert 0 <= stats["min_s"] <= stats["median_s"] <= stats["max_s"]
+    assert sorted(stats["times"])[1] == stats["median_s"]
+
+
+def test_rounds_take_turns_and_pool_their_samples():
+    order = []
+    doc = run_benchmark(dict(TINY, repeats=5, rounds=2), progress=lambda r: order.append(
+        r["library"]), isolate=False)
+    # three samples a round (five rounded up to whole rounds); the second
+    # round runs the libraries in reverse
+    assert order == ["fastsm", "numpy", "numpy", "fastsm"]
+    assert [r["library"] for r in doc["results"]] == ["fastsm", "numpy"]
+    for r in doc["results"]:
+        assert r["samples"] == len(r["times"]) == 6
+        assert r["median_s"] == statistics.median(r["times"])
+        assert r["min_s"] == min(r["times"]) and r["max_s"] == max(r["times"])
+    copy = doc["bandwidth"][0]
+    assert len(copy["times"]) == 6 and copy["median_s"] == statistics.median(copy["times"])
+    assert doc["metadata"]["rounds"] == 2
+    assert "median of 6 samples in 2 rounds" in text_table(doc)
+
+
+def test_a_case_that_fails_in_any_round_is_reported_failed():
+    def record(status, times=(), matches=True):
+        r = {"status": status}
+        if status == "ok":
+            r.update(summarize(list(times)), matches_reference=matches, calls_per_sample=2)
+        return r
+
+    for first, second in ((record("ok", [1.0]), record("error")),
+                          (record("error"), record("ok", [1.0]))):
+        pooled = {}
+        _pool(pooled, "k", first)
+        _pool(pooled, "k", second)
+        assert pooled["k"]["status"] == "error"
+    pooled = {}
+    _pool(pooled, "k", record("ok", [3.0, 1.0]))
+    _pool(pooled, "k", record("ok", [2.0], matches=False))
+    assert pooled["k"]["times"] == [3.0, 1.0, 2.0] and pooled["k"]["median_s"] == 2.0
+    assert pooled["k"]["matches_reference"] is False
 
 
 # Runs and the JSON document
@@ -150,7 +191,7 @@ def test_a_tiny_run_in_process_follows_the_schema(tiny_run):
             "dtype", "threads", "repeats", "threadpools"} <= set(meta)
     assert set(doc["libraries"]) == {"fastsm", "numpy"}
     assert all(info["status"] == "ok" and info["version"] for info in doc["libraries"].values())
-    assert [set(b) for b in doc["bandwidth"]] == [{"bytes", "median_s", "gbps"}]
+    assert [set(b) for b in doc["bandwidth"]] == [{"bytes", "median_s", "gbps", "times"}]
     assert len(doc["results"]) == 2
     for r in doc["results"]:
         assert set(r) == MEASURED_KEYS

@@ -10,6 +10,7 @@ from .libraries import LIBRARIES
 from .run import SCHEMA, run_benchmark
 
 DEFAULT_REPEATS = 20
+DEFAULT_ROUNDS = 3
 SEED = 20261125
 
 
@@ -55,6 +56,10 @@ def build_parser():
                         help="threads for every library (default: the usable cores, %(default)s)")
     parser.add_argument("--repeats", type=_positive, default=DEFAULT_REPEATS,
                         help="timed samples per case (default %(default)s)")
+    parser.add_argument("--rounds", type=_positive, default=DEFAULT_ROUNDS,
+                        help="times the libraries take turns, the samples split among "
+                             "them, so that a slow spell of a shared machine weighs on "
+                             "every library alike (default %(default)s)")
     parser.add_argument("--json", metavar="FILE", help="write every result and the machine's "
                         "description as JSON")
     parser.add_argument("--markdown", action="store_true",
@@ -159,8 +164,8 @@ def main(argv=None):
     else:
         config = {"cases": args.cases, "libraries": args.libs, "shapes": args.shapes,
                   "dtype": args.dtype, "threads": args.threads, "repeats": args.repeats,
-                  "seed": SEED, "argv": list(argv)}
-        bar = ProgressBar(len(args.cases) * len(args.shapes) * len(args.libs))
+                  "rounds": args.rounds, "seed": SEED, "argv": list(argv)}
+        bar = ProgressBar(len(args.cases) * len(args.shapes) * len(args.libs) * args.rounds)
         try:
             doc = run_benchmark(config, progress=bar)
         finally:

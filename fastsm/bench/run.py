@@ -2,6 +2,13 @@
 machine's description, and the figures derived from them (GB/s, fraction of
 the copy bandwidth, speed-up over the NumPy reference).
 
+With several rounds the libraries take turns: each round measures the copy
+and then runs every library once over all cases, with its share of the
+repeats (the libraries in reverse order every other round), and each figure
+is the median over the samples of all rounds.  On a shared machine a slow
+minute then weighs on every library alike, instead of on whichever happened
+to run in it.
+
 The result is a plain dict (see `SCHEMA`), written as is by ``--json``.
 """
 import datetime
@@ -13,7 +20,7 @@ import numpy as np
 
 from . import worker
 from .cases import CASES
-from .timing import copy_bandwidth
+from .timing import copy_bandwidth, copy_figures, summarize
 
 SCHEMA = "fastsm-bench/1"
 
@@ -29,9 +36,10 @@ def run_benchmark(config, progress=None, isolate=True):
     ----------
     config : dict
         ``cases`` (names), ``libraries`` (names), ``shapes`` (tuples),
-        ``dtype``, ``threads``, ``repeats``, ``seed``.
+        ``dtype``, ``threads``, ``repeats`` (samples in all), ``seed``; and
+        optionally ``rounds`` (default 1; see the module's docstring).
     progress : callable, optional
-        Called with each result record as it arrives.
+        Called with each result record as it arrives (once per round).
     isolate : bool, default True
         Run each library in its own process (False: in this one; for tests).
 
@@ -40,39 +48,66 @@ def run_benchmark(config, progress=None, isolate=True):
     dict
         ``schema``, ``metadata``, ``libraries``, ``bandwidth``, ``results``.
     """
-    bandwidth = _bandwidth(config)
-    libraries, results = {}, []
-    for name in config["libraries"]:
-        task = {"library": name, "cases": config["cases"],
-                "shapes": [list(s) for s in config["shapes"]], "dtype": config["dtype"],
-                "threads": config["threads"], "repeats": config["repeats"],
-                "seed": config["seed"]}
-        received = []
-
-        def emit(event, received=received):
-            if event["event"] == "library":
-                libraries[event["library"]] = {k: v for k, v in event.items()
-                                               if k not in ("event", "library")}
-            else:
-                received.append(event)
-                if progress is not None:
-                    progress(event)
-
-        if isolate:
-            code = worker.run_in_subprocess(task, emit)
-            if code != 0:
-                _report_crash(task, received, code, emit)
-        else:
-            worker.run_library(task, emit)
-        results.extend(received)
-    for record in results:
-        del record["event"]
+    rounds = config.get("rounds", 1)
+    share = -(-config["repeats"] // rounds)  # samples per round, rounded up
+    libraries, pooled, copy_times = {}, {}, {}
+    for k in range(rounds):
+        for copy in _bandwidth(config, share):
+            copy_times.setdefault(copy["bytes"], []).extend(copy["times"])
+        names = config["libraries"] if k % 2 == 0 else config["libraries"][::-1]
+        for name in names:
+            for record in _run_library(name, config, share, isolate, libraries, progress):
+                _pool(pooled, (record["library"], record["op"], tuple(record["shape"])), record)
+    # Records in the order of the libraries given, as the first round made them.
+    order = {name: i for i, name in enumerate(config["libraries"])}
+    results = sorted(pooled.values(), key=lambda r: order[r["library"]])
+    bandwidth = [copy_figures(n, copy_times[n]) for n in sorted(copy_times)]
     derive(results, bandwidth)
     return {"schema": SCHEMA, "metadata": metadata(config), "libraries": libraries,
             "bandwidth": bandwidth, "results": results}
 
 
-def _bandwidth(config):
+def _run_library(name, config, repeats, isolate, libraries, progress):
+    """The result records of one library (`repeats` samples each), each also
+    passed to `progress` as it arrives; notes the library in `libraries`."""
+    task = {"library": name, "cases": config["cases"],
+            "shapes": [list(s) for s in config["shapes"]], "dtype": config["dtype"],
+            "threads": config["threads"], "repeats": repeats, "seed": config["seed"]}
+    received = []
+
+    def emit(event):
+        if event["event"] == "library":
+            libraries[event["library"]] = {k: v for k, v in event.items()
+                                           if k not in ("event", "library")}
+        else:
+            del event["event"]
+            received.append(event)
+            if progress is not None:
+                progress(event)
+
+    if isolate:
+        code = worker.run_in_subprocess(task, emit)
+        if code != 0:
+            _report_crash(task, received, code, emit)
+    else:
+        worker.run_library(task, emit)
+    return received
+
+
+def _pool(pooled, key, record):
+    """Adds `record` to the one of `key` in `pooled`: the samples of both,
+    the statistics over them.  A record that failed in any round stays failed."""
+    first = pooled.get(key)
+    if first is None or (first["status"] == "ok" and record["status"] != "ok"):
+        pooled[key] = record
+    elif first["status"] == "ok":
+        first.update(summarize(first["times"] + record["times"]))
+        agree = (first["matches_reference"], record["matches_reference"])
+        first["matches_reference"] = None if None in agree else all(agree)
+        first["calls_per_sample"] = min(first["calls_per_sample"], record["calls_per_sample"])
+
+
+def _bandwidth(config, repeats):
     """The copy bandwidth at every size the cases move, measured here."""
     sizes = set()
     rng = np.random.default_rng(config["seed"])
@@ -83,7 +118,7 @@ def _bandwidth(config):
             except ValueError:  # a shape the case cannot take; its record says so
                 continue
             sizes.add(CASES[name].bytes_moved(inputs))
-    return [copy_bandwidth(n, config["repeats"]) for n in sorted(sizes)]
+    return [copy_bandwidth(n, repeats) for n in sorted(sizes)]
 
 
 def _report_crash(task, received, code, emit):
@@ -129,6 +164,7 @@ def metadata(config):
         "dtype": config["dtype"],
         "threads": config["threads"],
         "repeats": config["repeats"],
+        "rounds": config.get("rounds", 1),
         "environment": {k: os.environ.get(k) for k in ENVIRONMENT},
         "threadpools": worker.threadpool_info(),
     }

@@ -28,8 +28,8 @@ def time_call(run, repeats):
     Returns
     -------
     dict
-        ``median_s``, ``min_s``, ``max_s`` (per call), ``samples``,
-        ``calls_per_sample``.
+        ``median_s``, ``min_s``, ``max_s`` (per call), ``samples``, ``times`` (per call,
+        each sample's), ``calls_per_sample``.
     """
     run()
     calls = 1
@@ -39,8 +39,14 @@ def time_call(run, repeats):
             break
         calls *= 2 if elapsed == 0 else max(2, min(100, int(SAMPLE_SECONDS / elapsed * 1.2)))
     times = [_sample(run, calls) / calls for _ in range(repeats)]
+    return dict(summarize(times), calls_per_sample=calls)
+
+
+def summarize(times):
+    """``median_s``, ``min_s``, ``max_s`` and ``samples`` of per-call times,
+    and the ``times`` themselves (so that runs can be pooled)."""
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-            "samples": repeats, "calls_per_sample": calls}
+            "samples": len(times), "times": list(times)}
 
 
 def _sample(run, calls):
@@ -67,6 +73,11 @@ def copy_bandwidth(nbytes, repeats):
     half = max(nbytes // 2, 1)
     src = np.ones(half, np.uint8)
     dst = np.empty_like(src)
-    timing = time_call(lambda: np.copyto(dst, src), repeats)
-    return {"bytes": int(nbytes), "median_s": timing["median_s"],
-            "gbps": 2 * half / timing["median_s"] / 1e9}
+    return copy_figures(nbytes, time_call(lambda: np.copyto(dst, src), repeats)["times"])
+
+
+def copy_figures(nbytes, times):
+    """copy_bandwidth's record from the per-call times of its copies."""
+    median = statistics.median(times)
+    return {"bytes": int(nbytes), "median_s": median,
+            "gbps": 2 * max(nbytes // 2, 1) / median / 1e9, "times": list(times)}
