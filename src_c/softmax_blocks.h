@@ -37,16 +37,34 @@ FSM_ALWAYS_INLINE void FSM_B(partial_from_lanes)(const REAL *lanes, ptrdiff_t n,
 #define FSM_LOAD(p, i) FSM_BV(load)((p) + (i) * si, w, 0)
 #define FSM_STORE(p, i, v) FSM_VSTORE((p) + (i) * si, v, w)
 
+/* Per lane, b where b > a, else a (NaN in b ignored): written as a loop
+ * over the lanes, which the compiler makes one max instruction, where the
+ * select of the same comparison took a compare and a blend, one waiting on
+ * the other. */
+FSM_ALWAYS_INLINE BVEC FSM_BV(max)(const BVEC *a, const BVEC *b)
+{
+    REAL lane[BW];
+    BVEC m;
+    memcpy(lane, a, sizeof lane);
+    FSM_LANE_LOOP for (int k = 0; k < BW; k++) lane[k] = (*b)[k] > lane[k] ? (*b)[k] : lane[k];
+    memcpy(&m, lane, sizeof m);
+    return m;
+}
+
 FSM_ALWAYS_INLINE BVEC FSM_B(block_max)(const REAL *x, ptrdiff_t n, ptrdiff_t si, ptrdiff_t w)
 {
     BVEC m0 = FSM_BV(splat)((REAL)-INFINITY), m1 = m0;
     ptrdiff_t i = 0;
     for (; i + 2 <= n; i += 2) {
-        m0 = FSM_VMAX(m0, FSM_LOAD(x, i));
-        m1 = FSM_VMAX(m1, FSM_LOAD(x, i + 1));
+        const BVEC v0 = FSM_LOAD(x, i), v1 = FSM_LOAD(x, i + 1);
+        m0 = FSM_BV(max)(&m0, &v0);
+        m1 = FSM_BV(max)(&m1, &v1);
     }
-    if (i < n) m0 = FSM_VMAX(m0, FSM_LOAD(x, i));
-    return FSM_VMAX(m0, m1);
+    if (i < n) {
+        const BVEC v = FSM_LOAD(x, i);
+        m0 = FSM_BV(max)(&m0, &v);
+    }
+    return FSM_BV(max)(&m0, &m1);
 }
 
 /* Per lane: sum(exp(x[i] - m)) over i in [i0, i1) (m = *mp), in REAL, and

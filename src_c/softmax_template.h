@@ -136,8 +136,6 @@ FSM_DEFINE_VECTOR_OPS(RVREAL, RVW, FSM_R, RLOAD_FIRST, RSTORE_FIRST)
         (result) = FSM_SLICE(fsm_max_of_lanes)(lane_);                                    \
     } while (0)
 
-#define FSM_VMAX(a, b) FSM_VSELECT((b) > (a), b, a) /* NaN in b ignored */
-
 /* The sum of RVW ACC lanes, in a fixed tree. */
 FSM_ALWAYS_INLINE ACC FSM_K(rhsum)(ACC *acc)
 {
@@ -655,7 +653,6 @@ void FSM_PUBLIC(fsm_log_softmax_backward)(const REAL *grad, const REAL *logp, RE
     FSM_K(fsm_log_softmax_backward_run)(&c, max_threads);
 }
 
-#undef FSM_VMAX
 #undef FSM_STORE_AHEAD
 #undef FSM_FOR_VECTORS
 #undef FSM_RSTORE
