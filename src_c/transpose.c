@@ -74,6 +74,59 @@ __attribute__((target("avx"))) static inline void tile_f64(const double *src, pt
     for (int k = 0; k < 4; k++) _mm256_storeu_pd(dst + k * ds, a[k]);
 }
 
+/* Tails of two columns (rows of 10 leave them), moved as one 8- or 16-byte
+ * piece a row and unpacked, instead of a tile transposed for two of its
+ * columns: softmax of 16384 rows of 10 floats in cache 5-8% faster, of 2
+ * floats 9%, of 10 doubles 2-3%.  In: dst[j*ds + k] = src[k*ss + j] for
+ * j < 2 and k < L; out: the reverse, writing nothing past the rows. */
+__attribute__((target("avx"))) static inline void pairs_in_f32(const float *src, ptrdiff_t ss,
+                                                               float *dst, ptrdiff_t ds)
+{
+    __m128 q[4]; /* q[j]: rows 2j and 2j + 1 */
+    for (int j = 0; j < 4; j++)
+        q[j] = _mm_loadh_pi(_mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(src + 2 * j * ss)),
+                            (const __m64 *)(src + (2 * j + 1) * ss));
+    const __m256 a = _mm256_insertf128_ps(_mm256_castps128_ps256(q[0]), q[2], 1);
+    const __m256 b = _mm256_insertf128_ps(_mm256_castps128_ps256(q[1]), q[3], 1);
+    _mm256_storeu_ps(dst, _mm256_shuffle_ps(a, b, 0x88));
+    _mm256_storeu_ps(dst + ds, _mm256_shuffle_ps(a, b, 0xDD));
+}
+
+__attribute__((target("avx"))) static inline void pairs_out_f32(const float *src, ptrdiff_t ss,
+                                                                float *dst, ptrdiff_t ds)
+{
+    const __m256 c0 = _mm256_loadu_ps(src), c1 = _mm256_loadu_ps(src + ss);
+    const __m256 lo = _mm256_unpacklo_ps(c0, c1), hi = _mm256_unpackhi_ps(c0, c1);
+    const __m128 q[4] = {_mm256_castps256_ps128(lo), _mm256_castps256_ps128(hi),
+                         _mm256_extractf128_ps(lo, 1), _mm256_extractf128_ps(hi, 1)};
+    for (int j = 0; j < 4; j++) {
+        _mm_storel_pi((__m64 *)(dst + 2 * j * ds), q[j]);
+        _mm_storeh_pi((__m64 *)(dst + (2 * j + 1) * ds), q[j]);
+    }
+}
+
+__attribute__((target("avx"))) static inline void pairs_in_f64(const double *src, ptrdiff_t ss,
+                                                               double *dst, ptrdiff_t ds)
+{
+    const __m256d a = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(src)),
+                                           _mm_loadu_pd(src + 2 * ss), 1);
+    const __m256d b = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(src + ss)),
+                                           _mm_loadu_pd(src + 3 * ss), 1);
+    _mm256_storeu_pd(dst, _mm256_unpacklo_pd(a, b));
+    _mm256_storeu_pd(dst + ds, _mm256_unpackhi_pd(a, b));
+}
+
+__attribute__((target("avx"))) static inline void pairs_out_f64(const double *src, ptrdiff_t ss,
+                                                                double *dst, ptrdiff_t ds)
+{
+    const __m256d c0 = _mm256_loadu_pd(src), c1 = _mm256_loadu_pd(src + ss);
+    const __m256d lo = _mm256_unpacklo_pd(c0, c1), hi = _mm256_unpackhi_pd(c0, c1);
+    _mm_storeu_pd(dst, _mm256_castpd256_pd128(lo));
+    _mm_storeu_pd(dst + ds, _mm256_castpd256_pd128(hi));
+    _mm_storeu_pd(dst + 2 * ds, _mm256_extractf128_pd(lo, 1));
+    _mm_storeu_pd(dst + 3 * ds, _mm256_extractf128_pd(hi, 1));
+}
+
 /* The whole LxL tiles of a block, tile at column c of the rows going from
  * src + c*sc to dst + c*dc; returns the number of columns they cover. */
 #define FSM_TILES(REAL, L, name, tile)                                                      \
@@ -90,9 +143,10 @@ __attribute__((target("avx"))) static inline void tile_f64(const double *src, pt
 FSM_TILES(float, FSM_LANES_F32, tiles_f32, tile_f32)
 FSM_TILES(double, FSM_LANES_F64, tiles_f64, tile_f64)
 
-/* Tiles for the w < L columns left over at the end of short rows (w >= 1).
- * In: masked loads read those columns only, never past the rows' end.  Out:
- * each row is stored L wide, running L - w elements past its end.  The
+/* Tiles for the w < L columns left over at the end of short rows (w >= 1;
+ * two of them as pairs, above).  In: masked loads read those columns only,
+ * never past the rows' end.  Out: each row is stored L wide, running L - w
+ * elements past its end.  The
  * moves of whole blocks take w = n % L as a constant (CASES lists them),
  * so that the compiler drops the shuffles of the columns not kept (in) and
  * of the zero vectors (out): softmax of rows of 3 to 20 floats 4-17%
@@ -101,6 +155,10 @@ FSM_TILES(double, FSM_LANES_F64, tiles_f64, tile_f64)
     __attribute__((target("avx"))) static inline void tail_in_##SUF(                         \
         const REAL *src, ptrdiff_t ss, REAL *dst, ptrdiff_t ds, ptrdiff_t w)                 \
     {                                                                                        \
+        if (w == 2) {                                                                        \
+            pairs_in_##SUF(src, ss, dst, ds);                                                \
+            return;                                                                          \
+        }                                                                                    \
         const VEC mask = _mm256_cmp_##X(IOTA, _mm256_set1_##X((REAL)w), _CMP_LT_OQ);        \
         VEC a[L];                                                                            \
         for (int k = 0; k < L; k++)                                                          \
@@ -111,6 +169,10 @@ FSM_TILES(double, FSM_LANES_F64, tiles_f64, tile_f64)
     __attribute__((target("avx"))) static inline void tail_out_##SUF(                        \
         const REAL *src, ptrdiff_t ss, REAL *dst, ptrdiff_t ds, ptrdiff_t w)                 \
     {                                                                                        \
+        if (w == 2) {                                                                        \
+            pairs_out_##SUF(src, ss, dst, ds);                                               \
+            return;                                                                          \
+        }                                                                                    \
         VEC a[L];                                                                            \
         for (ptrdiff_t j = 0; j < L; j++)                                                    \
             a[j] = j < w ? _mm256_loadu_##X(src + j * ss) : _mm256_setzero_##X();            \
