@@ -44,6 +44,9 @@ kernels = ("fastsm_kernels", {
     "sources": COMMON_SOURCES + [src for srcs in FAMILIES.values() for src in srcs],
     "include_dirs": ["src_c"],
     "cflags": KERNEL_FLAGS,
+    # recompile when a header changes (the templates are headers): without
+    # it an in-place rebuild keeps the old kernels
+    "obj_deps": {"": sorted(glob("src_c/*.h"))},
 })
 
 extensions = [

@@ -81,17 +81,17 @@ def header(doc):
                          if info["status"] == "ok")
     return [f"{meta['processor']}, {meta['usable_cores']} usable cores; "
             f"{meta['threads']} thread(s), {meta['dtype']}, "
-            f"median of {_samples(doc)} samples{_in_rounds(meta)}; {meta['created']}",
+            f"median of {_samples(meta)} samples{_in_rounds(meta)}; {meta['created']}",
             versions,
             "GB/s: the least bytes the operation must move / median time; "
             "% of copy: of the GB/s of a copy of the same bytes; "
             "vs numpy: the NumPy reference's time / this time."]
 
 
-def _samples(doc):
-    """The samples behind each median (the repeats, rounded up to whole rounds)."""
-    counts = {r["samples"] for r in doc["results"] if r["status"] == "ok"}
-    return counts.pop() if len(counts) == 1 else doc["metadata"]["repeats"]
+def _samples(meta):
+    """The samples behind each median: the repeats, rounded up to whole rounds."""
+    rounds = meta.get("rounds", 1)
+    return -(-meta["repeats"] // rounds) * rounds
 
 
 def _in_rounds(meta):

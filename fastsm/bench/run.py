@@ -52,8 +52,8 @@ def run_benchmark(config, progress=None, isolate=True):
     share = -(-config["repeats"] // rounds)  # samples per round, rounded up
     libraries, pooled, copy_times = {}, {}, {}
     for k in range(rounds):
-        for copy in _bandwidth(config, share):
-            copy_times.setdefault(copy["bytes"], []).extend(copy["times"])
+        for measured in _bandwidth(config, share):
+            copy_times.setdefault(measured["bytes"], []).extend(measured["times"])
         names = config["libraries"] if k % 2 == 0 else config["libraries"][::-1]
         for name in names:
             for record in _run_library(name, config, share, isolate, libraries, progress):
