@@ -19,45 +19,68 @@ typedef struct {
 /* sigmoid(v) = 1 / (1 + e) for v >= 0, e / (1 + e) otherwise, e = exp(-|v|),
  * each one division.  In vectors, e from the exp for arguments <= 0
  * (vexp.h), a third of the work of EXP, which however flushes results below
- * the smallest normal number to 0: the lanes of such arguments take EXP,
- * whose results go down to the subnormals, as sigmoid's do.  In cache, 27%
- * faster than EXP in a loop the compiler vectorised. */
+ * the smallest normal number to 0: where -|v| falls below that, the element
+ * is done again by EXP, whose results go down to the subnormals, as
+ * sigmoid's do.  The vectors of a block of FSM_SIGMOID_BLOCK elements only
+ * note that it happened (one OR each), and the block redoes those elements
+ * afterwards, from a copy of its input when in place: out of place 12-14%
+ * faster than testing each vector, in place level. */
+#define FSM_SIGMOID_BLOCK 256
 #define FSM_DEFINE_SIGMOID(REAL, SUF, EXP, V, VEXP_NONPOS, FLUSH_BELOW, LOAD_FIRST, STORE_FIRST) \
-    FSM_ALWAYS_INLINE V fsm_sigmoid_vector_##SUF(const V *vp)                              \
+    typedef __typeof__((V){0} < 0) fsm_sigmoid_mask_##SUF;                                 \
+    FSM_ALWAYS_INLINE V fsm_sigmoid_vector_##SUF(const V *vp, fsm_sigmoid_mask_##SUF *below) \
     {                                                                                      \
         const V v = *vp;                                                                   \
-        enum { W = sizeof(V) / sizeof(REAL) };                                             \
         const V a = FSM_VSELECT(v < 0, v, -v); /* NaN stays NaN */                         \
-        V e = VEXP_NONPOS(&a);                                                             \
-        const __typeof__(a < 0) below = a < (REAL)(FLUSH_BELOW);                           \
-        uint64_t words[sizeof below / 8], any = 0; /* one vector test, not W lanes' */     \
-        memcpy(words, &below, sizeof below);                                               \
-        for (size_t k = 0; k < sizeof below / 8; k++) any |= words[k];                     \
-        if (any)                                                                           \
-            for (int k = 0; k < W; k++)                                                    \
-                if (a[k] < (REAL)(FLUSH_BELOW)) e[k] = EXP(a[k]);                          \
+        const V e = VEXP_NONPOS(&a);                                                       \
+        *below |= a < (REAL)(FLUSH_BELOW);                                                 \
         const V one = (V){0} + 1;                                                          \
         return FSM_VSELECT(v >= 0, one, e) / (1 + e); /* NaN: e is NaN */                  \
     }                                                                                      \
-    FSM_HOT static void fsm_sigmoid_chunks_##SUF(void *ctx, ptrdiff_t t0, ptrdiff_t t1)    \
+    /* A lane of fsm_sigmoid_vector with e by EXP. */                                      \
+    FSM_ALWAYS_INLINE REAL fsm_sigmoid_exact_##SUF(REAL v)                                 \
+    {                                                                                      \
+        const REAL e = EXP(v < 0 ? v : -v);                                                \
+        return (v >= 0 ? 1 : e) / (1 + e);                                                 \
+    }                                                                                      \
+    /* Elements [0, n) of a block, n <= FSM_SIGMOID_BLOCK; out may be x. */                \
+    FSM_ALWAYS_INLINE void fsm_sigmoid_block_##SUF(const REAL *x, REAL *out, ptrdiff_t n)  \
     {                                                                                      \
         enum { W = sizeof(V) / sizeof(REAL) };                                             \
+        REAL kept[FSM_SIGMOID_BLOCK];                                                      \
+        if (out == x) {                                                                    \
+            memcpy(kept, x, (size_t)n * sizeof(REAL));                                     \
+            x = kept;                                                                      \
+        }                                                                                  \
+        fsm_sigmoid_mask_##SUF below = (V){0} > 0; /* none */                              \
+        ptrdiff_t i = 0;                                                                   \
+        for (; i + W <= n; i += W) {                                                       \
+            V v;                                                                           \
+            memcpy(&v, x + i, sizeof v);                                                   \
+            const V y = fsm_sigmoid_vector_##SUF(&v, &below);                              \
+            memcpy(out + i, &y, sizeof y);                                                 \
+        }                                                                                  \
+        if (i < n) { /* the same arithmetic on the last n - i < W */                       \
+            const V v = LOAD_FIRST(x + i, n - i, 0);                                       \
+            const V y = fsm_sigmoid_vector_##SUF(&v, &below);                              \
+            STORE_FIRST(out + i, &y, n - i);                                               \
+        }                                                                                  \
+        uint64_t words[sizeof below / 8], any = 0;                                         \
+        memcpy(words, &below, sizeof below);                                               \
+        for (size_t k = 0; k < sizeof below / 8; k++) any |= words[k];                     \
+        for (i = 0; any && i < n; i++)                                                     \
+            if ((x[i] < 0 ? x[i] : -x[i]) < (REAL)(FLUSH_BELOW))                           \
+                out[i] = fsm_sigmoid_exact_##SUF(x[i]);                                    \
+    }                                                                                      \
+    FSM_HOT static void fsm_sigmoid_chunks_##SUF(void *ctx, ptrdiff_t t0, ptrdiff_t t1)    \
+    {                                                                                      \
         const fsm_sigmoid_job *job = ctx;                                                  \
         const REAL *x = job->x;                                                            \
         REAL *out = job->out;                                                              \
         const ptrdiff_t end = t1 * FSM_SIGMOID_CHUNK < job->n ? t1 * FSM_SIGMOID_CHUNK : job->n; \
-        ptrdiff_t i = t0 * FSM_SIGMOID_CHUNK;                                              \
-        for (; i + W <= end; i += W) {                                                     \
-            V v;                                                                           \
-            memcpy(&v, x + i, sizeof v);                                                   \
-            const V y = fsm_sigmoid_vector_##SUF(&v);                                       \
-            memcpy(out + i, &y, sizeof y);                                                 \
-        }                                                                                  \
-        if (i < end) { /* the same arithmetic on the last end - i < W */                   \
-            const V v = LOAD_FIRST(x + i, end - i, 0);                                     \
-            const V y = fsm_sigmoid_vector_##SUF(&v);                                       \
-            STORE_FIRST(out + i, &y, end - i);                                             \
-        }                                                                                  \
+        for (ptrdiff_t i = t0 * FSM_SIGMOID_CHUNK; i < end; i += FSM_SIGMOID_BLOCK)        \
+            fsm_sigmoid_block_##SUF(x + i, out + i,                                        \
+                                    end - i < FSM_SIGMOID_BLOCK ? end - i : FSM_SIGMOID_BLOCK); \
     }                                                                                      \
     void fsm_sigmoid_##SUF(const REAL *x, REAL *out, ptrdiff_t n, int max_threads)         \
     {                                                                                      \

@@ -114,12 +114,17 @@ def test_sigmoid_is_stable_and_symmetric(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sigmoid_of_a_value_does_not_depend_on_its_neighbours(rng, dtype):
     # vector lanes, the last partial vector and lanes whose exp is subnormal
-    # (computed apart) all give the bits a one-element call gives
-    x = np.concatenate([rng.normal(size=37) * 30, [-100.0, -750.0, 3.0, -0.0]]).astype(dtype)
+    # (redone apart, in blocks of 256: here in several) all give the bits a
+    # one-element call gives, also in place
+    x = np.concatenate([rng.normal(size=600) * 30, [-100.0, -720.0, -750.0, 3.0, -0.0] * 3])
+    x = x.astype(dtype)
     rng.shuffle(x)
     alone = np.array([fastsm.sigmoid(x[i:i + 1])[0] for i in range(len(x))])
     np.testing.assert_array_equal(fastsm.sigmoid(x), alone)
     np.testing.assert_array_equal(fastsm.sigmoid(x[3:]), alone[3:])
+    inplace = x.copy()
+    assert fastsm.sigmoid(inplace, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, alone)
 
 
 def test_sigmoid_out_and_dtypes():
