@@ -2,6 +2,7 @@
 and the check that fastsm is never slower than the NumPy reference."""
 from .cases import CASES, shape_label
 from .libraries import LIBRARIES
+from .timing import samples_per_round
 
 COLUMNS = ("operation", "shape", "library", "median", "min", "max", "GB/s",
            "% of copy", "vs numpy")
@@ -91,7 +92,7 @@ def header(doc):
 def _samples(meta):
     """The samples behind each median: the repeats, rounded up to whole rounds."""
     rounds = meta.get("rounds", 1)
-    return -(-meta["repeats"] // rounds) * rounds
+    return samples_per_round(meta["repeats"], rounds) * rounds
 
 
 def _in_rounds(meta):

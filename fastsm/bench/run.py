@@ -20,7 +20,7 @@ import numpy as np
 
 from . import worker
 from .cases import CASES
-from .timing import copy_bandwidth, copy_figures, summarize
+from .timing import copy_bandwidth, copy_figures, samples_per_round, summarize
 
 SCHEMA = "fastsm-bench/1"
 
@@ -49,7 +49,7 @@ def run_benchmark(config, progress=None, isolate=True):
         ``schema``, ``metadata``, ``libraries``, ``bandwidth``, ``results``.
     """
     rounds = config.get("rounds", 1)
-    share = -(-config["repeats"] // rounds)  # samples per round, rounded up
+    share = samples_per_round(config["repeats"], rounds)
     libraries, pooled, copy_times = {}, {}, {}
     for k in range(rounds):
         for measured in _bandwidth(config, share):

@@ -42,6 +42,11 @@ def time_call(run, repeats):
     return dict(summarize(times), calls_per_sample=calls)
 
 
+def samples_per_round(repeats, rounds):
+    """Each round's share of `repeats` samples, rounded up."""
+    return -(-repeats // rounds)
+
+
 def summarize(times):
     """``median_s``, ``min_s``, ``max_s`` and ``samples`` of per-call times,
     and the ``times`` themselves (so that runs can be pooled)."""
