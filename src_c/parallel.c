@@ -34,6 +34,11 @@
 #include <time.h>
 
 #define FSM_MAX_THREADS 256
+/* A call is cut into up to this many ranges a thread, claimed as threads
+ * come free: when one of the CPUs runs slow (shared with another process or
+ * a busy hyperthread sibling), the others take over its share instead of
+ * waiting for it.  Results do not depend on the split (parallel.h). */
+#define FSM_RANGES_PER_THREAD 8
 /* How long a waiting thread spins before it blocks: about as long as waking
  * a blocked thread takes (20-35 us on this 2-vCPU Zen 3 VM), so a wait costs
  * at most about twice what the best choice made knowing the future would.
@@ -41,16 +46,17 @@
  * thread it waits for may need this very core. */
 #define FSM_SPIN_NS 20000
 
-/* One call: fn over [0, ntasks) in nthreads contiguous ranges. */
+/* One call: fn over [0, ntasks) in nranges contiguous ranges, on up to
+ * nthreads threads. */
 typedef struct {
     fsm_range_fn fn;
     void *ctx;
-    ptrdiff_t ntasks, nthreads;
+    ptrdiff_t ntasks, nranges, nthreads;
 } fsm_job;
 
-static inline void fsm_run_range(const fsm_job *job, ptrdiff_t t)
+static inline void fsm_run_range(const fsm_job *job, ptrdiff_t r)
 {
-    job->fn(job->ctx, job->ntasks * t / job->nthreads, job->ntasks * (t + 1) / job->nthreads);
+    job->fn(job->ctx, job->ntasks * r / job->nranges, job->ntasks * (r + 1) / job->nranges);
 }
 
 /* Where one thread blocks until a word reaches a value another thread sets. */
@@ -133,7 +139,7 @@ typedef struct {
 /* The claim word: the call's number, its number of ranges and the next
  * range not yet claimed, so that one compare-and-swap claims a range of
  * the current call only. */
-#define FSM_CLAIM_BITS 12 /* ranges are at most FSM_MAX_THREADS < 1 << 12 */
+#define FSM_CLAIM_BITS 12 /* ranges: at most FSM_MAX_THREADS * FSM_RANGES_PER_THREAD */
 #define FSM_CLAIM_MASK ((1ull << FSM_CLAIM_BITS) - 1)
 
 static struct {
@@ -246,11 +252,11 @@ static int fsm_pool_run(const fsm_job *job)
     }
     ptrdiff_t helpers = fsm_pool_grow(job->nthreads - 1);
     fsm_pool.job = *job;
-    __atomic_store_n(&fsm_pool.unfinished, (unsigned)job->nthreads, __ATOMIC_RELAXED);
+    __atomic_store_n(&fsm_pool.unfinished, (unsigned)job->nranges, __ATOMIC_RELAXED);
     const unsigned long long call =
         (__atomic_load_n(&fsm_pool.claim, __ATOMIC_RELAXED) >> 2 * FSM_CLAIM_BITS) + 1;
     __atomic_store_n(&fsm_pool.claim, call << 2 * FSM_CLAIM_BITS
-                     | (unsigned long long)job->nthreads << FSM_CLAIM_BITS | 1, __ATOMIC_RELEASE);
+                     | (unsigned long long)job->nranges << FSM_CLAIM_BITS | 1, __ATOMIC_RELEASE);
     for (ptrdiff_t k = 1; k <= helpers; k++) {
         fsm_worker *w = &fsm_pool.workers[k];
         __atomic_store_n(&w->posted, w->posted + 1, __ATOMIC_RELEASE);
@@ -264,35 +270,34 @@ static int fsm_pool_run(const fsm_job *job)
     return 1;
 }
 
+/* A call on threads of its own: ranges are claimed from `next`. */
 typedef struct {
     const fsm_job *job;
-    ptrdiff_t t;
-} fsm_job_range;
+    ptrdiff_t next;
+} fsm_own_claims;
 
-static void *fsm_run_job_range(void *arg)
+static void *fsm_claim_own_ranges(void *arg)
 {
-    const fsm_job_range *r = arg;
-    fsm_run_range(r->job, r->t);
+    fsm_own_claims *c = arg;
+    for (ptrdiff_t r; (r = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED)) < c->job->nranges;)
+        fsm_run_range(c->job, r);
     return NULL;
 }
 
-/* The job on threads started for it and joined before returning. */
+/* The job on threads started for it and joined before returning; ranges
+ * that no thread could start for run on the caller. */
 static void fsm_run_on_new_threads(const fsm_job *job)
 {
-    fsm_job_range ranges[FSM_MAX_THREADS];
+    fsm_own_claims claims = {job, 1};
     pthread_t tids[FSM_MAX_THREADS];
     int started[FSM_MAX_THREADS];
-    for (ptrdiff_t t = 1; t < job->nthreads; t++) {
-        ranges[t] = (fsm_job_range){job, t};
-        started[t] = fsm_start_thread(&tids[t], 0, fsm_run_job_range, &ranges[t]);
-    }
+    for (ptrdiff_t t = 1; t < job->nthreads; t++)
+        started[t] = fsm_start_thread(&tids[t], 0, fsm_claim_own_ranges, &claims);
     fsm_run_range(job, 0);
-    for (ptrdiff_t t = 1; t < job->nthreads; t++) {
+    fsm_claim_own_ranges(&claims);
+    for (ptrdiff_t t = 1; t < job->nthreads; t++)
         if (started[t])
             pthread_join(tids[t], NULL);
-        else
-            fsm_run_range(job, t); /* a thread that could not start */
-    }
 }
 
 void fsm_parallel_for(ptrdiff_t ntasks, ptrdiff_t work_per_task, int max_threads,
@@ -308,7 +313,10 @@ void fsm_parallel_for(ptrdiff_t ntasks, ptrdiff_t work_per_task, int max_threads
         fn(ctx, 0, ntasks);
         return;
     }
-    const fsm_job job = {fn, ctx, ntasks, nthreads};
+    ptrdiff_t nranges = nthreads * FSM_RANGES_PER_THREAD;
+    if (nranges > by_work) nranges = by_work;
+    if (nranges > ntasks) nranges = ntasks;
+    const fsm_job job = {fn, ctx, ntasks, nranges, nthreads};
     if (!fsm_pool_run(&job))
         fsm_run_on_new_threads(&job);
 }

@@ -11,13 +11,15 @@
 
 typedef void (*fsm_range_fn)(void *ctx, ptrdiff_t begin, ptrdiff_t end);
 
-/* Runs fn(ctx, begin, end) over [0, ntasks) split into contiguous ranges, one
- * per thread, on at most max_threads threads (the caller's thread included).
- * work_per_task sizes the split: tiny calls stay on the calling thread.
- * With t threads, range i is [ntasks * i / t, ntasks * (i + 1) / t); the
- * caller runs range 0, then any range no other thread has claimed, and the
- * call returns once every range is done.  fn must not depend on which thread
- * runs a range. */
+/* Runs fn(ctx, begin, end) over [0, ntasks) split into contiguous ranges, on
+ * at most max_threads threads (the caller's thread included).  work_per_task
+ * sizes the split: tiny calls stay on the calling thread.  With t threads
+ * (at most max_threads, 256, ntasks and the grains of work), there are
+ * r = min(8 t, grains, ntasks) ranges and range i is
+ * [ntasks * i / r, ntasks * (i + 1) / r); the caller runs range 0, then, like
+ * every thread of the call, whichever range no thread has claimed yet, and
+ * the call returns once every range is done.  fn must not depend on which
+ * thread runs a range, nor on the split. */
 void fsm_parallel_for(ptrdiff_t ntasks, ptrdiff_t work_per_task, int max_threads,
                       fsm_range_fn fn, void *ctx);
 

@@ -1,6 +1,7 @@
 /* fsm_parallel_for's contract: [0, ntasks) split into the documented ranges,
  * range 0 on the calling thread, the others on whichever thread claims them
- * (workers do, while the caller is busy), every task run once, whatever sequence of thread counts the pool has seen; calls from
+ * (workers do, while the caller is busy; the caller does, while a worker is
+ * slow), every task run once, whatever sequence of thread counts the pool has seen; calls from
  * several threads at once and from inside a range; calls in a forked child,
  * also one forked while another thread is inside a call; idle workers that
  * use no CPU.  Built with AddressSanitizer and UndefinedBehaviorSanitizer by
@@ -16,7 +17,7 @@
 
 #include "parallel.h"
 
-enum { MAX_RANGES = 300, MAX_TASKS = 2000 };
+enum { MAX_RANGES = 2048, MAX_TASKS = 2000 };
 
 typedef struct {
     ptrdiff_t begin, end;
@@ -50,14 +51,20 @@ static void record_range(void *ctx, ptrdiff_t begin, ptrdiff_t end)
         sleep_ns(r->dwell_ns);
 }
 
-/* The number of ranges parallel.h promises: one per thread, at most
- * max_threads (and 256), at most one per task, one per grain of work. */
+/* The number of ranges parallel.h promises: eight per thread (threads: at
+ * most max_threads and 256), at most one per task and one per grain of
+ * work; one when the call stays on one thread. */
 static ptrdiff_t expected_ranges(ptrdiff_t ntasks, ptrdiff_t work, int max_threads)
 {
+    const ptrdiff_t grains = ntasks * work / FSM_PARALLEL_GRAIN;
     ptrdiff_t t = max_threads < 256 ? max_threads : 256;
-    if (t > ntasks * work / FSM_PARALLEL_GRAIN) t = ntasks * work / FSM_PARALLEL_GRAIN;
+    if (t > grains) t = grains;
     if (t > ntasks) t = ntasks;
-    return t > 1 ? t : 1;
+    if (t <= 1)
+        return 1;
+    ptrdiff_t r = 8 * t;
+    if (r > grains) r = grains;
+    return r < ntasks ? r : ntasks;
 }
 
 static int by_begin(const void *a, const void *b)
@@ -120,6 +127,34 @@ static long check_workers_take_ranges(void)
     return off_caller == 0;
 }
 
+/* When one thread runs slow, the others take over its share: with ranges
+ * that take 20 ms off the calling thread and no time on it, the caller runs
+ * most of the 16 ranges of a two-thread call rather than half of them. */
+static void slow_off_caller(void *ctx, ptrdiff_t begin, ptrdiff_t end)
+{
+    record *r = ctx;
+    const int on_caller = pthread_equal(pthread_self(), r->caller);
+    unsigned i = __atomic_fetch_add(&r->nranges, 1, __ATOMIC_RELAXED);
+    if (i < MAX_RANGES)
+        r->ranges[i] = (seen_range){begin, end, on_caller};
+    if (!on_caller)
+        sleep_ns(20000000);
+}
+
+static long check_free_threads_take_a_slow_threads_share(void)
+{
+    record *r = calloc(1, sizeof *r);
+    r->caller = pthread_self();
+    fsm_parallel_for(16, FSM_PARALLEL_GRAIN, 2, slow_off_caller, r);
+    long on_caller = 0;
+    for (unsigned i = 0; i < r->nranges; i++) on_caller += r->ranges[i].on_caller;
+    const long failed = r->nranges != 16 || on_caller < 12;
+    if (failed)
+        fprintf(stderr, "%u ranges, %ld of them on the caller\n", r->nranges, on_caller);
+    free(r);
+    return failed;
+}
+
 /* Several threads calling at once: each call gets its own ranges, all of them. */
 enum { CALLERS = 4, CALLS_EACH = 200 };
 
@@ -172,9 +207,13 @@ static long check_nested_calls(void)
     return nested_failures;
 }
 
-/* Runs check in a forked child (killed if it hangs); 1 if the child failed. */
+/* Runs check in a forked child (killed if it hangs); 1 if the child failed.
+ * It forks once the workers the last calls started have had time to finish
+ * starting: AddressSanitizer's runtime can hang a child forked while a thread
+ * starts (see FORK_WHILE_BUSY_DEADLOCKS_SANITIZER below). */
 static long in_child(long (*check)(void))
 {
+    sleep_ns(100000000);
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0)
@@ -271,6 +310,7 @@ int main(void)
     } checks[] = {
         {"splits", check_splits}, /* first: the pool exists before the forks */
         {"workers take ranges", check_workers_take_ranges},
+        {"free threads take a slow thread's share", check_free_threads_take_a_slow_threads_share},
         {"concurrent callers", check_concurrent_callers},
         {"nested calls", check_nested_calls},
         {"splits in a forked child and grandchild", check_forked_child},
