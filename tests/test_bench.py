@@ -20,6 +20,7 @@ from fastsm.bench.libraries import LIBRARIES, Library, api
 from fastsm.bench.report import check, markdown_table, text_table
 from fastsm.bench.run import SCHEMA, _pool, run_benchmark
 from fastsm.bench.timing import summarize, time_call
+from fastsm.bench.worker import Worker
 
 TINY = {"cases": ["softmax"], "libraries": ["fastsm", "numpy"], "shapes": [(8, 5)],
         "dtype": "float32", "threads": 1, "repeats": 1, "seed": 0}
@@ -211,6 +212,27 @@ def test_each_library_runs_in_a_worker_process_from_the_command_line(tmp_path, c
                                                                      ("numpy", "ok")]
     assert doc["metadata"]["command"].endswith(f"--json {path}")
     assert "softmax" in capsys.readouterr().out
+
+
+def test_a_worker_serves_every_round_of_its_library_and_is_replaced_if_it_dies():
+    task = {"library": "fastsm", "cases": ["softmax"], "shapes": [[8, 5]], "dtype": "float32",
+            "threads": 1, "repeats": 1, "seed": 0}
+    w = Worker()
+    try:
+        events = []
+        assert w.run(task, events.append) is None
+        pid = w.process.pid
+        assert w.run(task, events.append) is None
+        assert w.process.pid == pid  # the same process, fastsm imported once
+        assert [e["event"] for e in events] == ["library", "result"] * 2
+        assert all(e["status"] == "ok" for e in events)
+        # a task the worker cannot run ends it; the next task starts another
+        code = w.run(dict(task, library="no-such-library"), events.append)
+        assert code not in (None, 0) and w.process is None
+        assert w.run(task, events.append) is None and w.process.pid != pid
+    finally:
+        w.close()
+    assert w.process is None
 
 
 def test_a_missing_library_is_skipped_with_a_note(monkeypatch):

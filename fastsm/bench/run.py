@@ -15,6 +15,7 @@ import datetime
 import os
 import platform
 import sys
+import time
 
 import numpy as np
 
@@ -23,6 +24,11 @@ from .cases import CASES
 from .timing import copy_bandwidth, copy_figures, samples_per_round, summarize
 
 SCHEMA = "fastsm-bench/1"
+
+# The pause after each library's turn: thread pools (OpenMP's, ONNX Runtime's)
+# spin for a while after their last call, and must not while the next
+# library is timed.
+SETTLE_SECONDS = 0.2
 
 # Environment variables that change how the libraries run; reported, never set.
 ENVIRONMENT = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
@@ -41,7 +47,8 @@ def run_benchmark(config, progress=None, isolate=True):
     progress : callable, optional
         Called with each result record as it arrives (once per round).
     isolate : bool, default True
-        Run each library in its own process (False: in this one; for tests).
+        Run each library in a worker process of its own, which serves it
+        for every round (False: in this one; for tests).
 
     Returns
     -------
@@ -51,13 +58,23 @@ def run_benchmark(config, progress=None, isolate=True):
     rounds = config.get("rounds", 1)
     share = samples_per_round(config["repeats"], rounds)
     libraries, pooled, copy_times = {}, {}, {}
-    for k in range(rounds):
-        for measured in _bandwidth(config, share):
-            copy_times.setdefault(measured["bytes"], []).extend(measured["times"])
-        names = config["libraries"] if k % 2 == 0 else config["libraries"][::-1]
-        for name in names:
-            for record in _run_library(name, config, share, isolate, libraries, progress):
-                _pool(pooled, (record["library"], record["op"], tuple(record["shape"])), record)
+    workers = {name: worker.Worker() if isolate else None for name in config["libraries"]}
+    try:
+        for k in range(rounds):
+            for measured in _bandwidth(config, share):
+                copy_times.setdefault(measured["bytes"], []).extend(measured["times"])
+            names = config["libraries"] if k % 2 == 0 else config["libraries"][::-1]
+            for name in names:
+                for record in _run_library(name, config, share, workers[name], libraries,
+                                           progress):
+                    _pool(pooled, (record["library"], record["op"], tuple(record["shape"])),
+                          record)
+                if isolate:
+                    time.sleep(SETTLE_SECONDS)
+    finally:
+        for w in workers.values():
+            if w is not None:
+                w.close()
     # Records in the order of the libraries given, as the first round made them.
     order = {name: i for i, name in enumerate(config["libraries"])}
     results = sorted(pooled.values(), key=lambda r: order[r["library"]])
@@ -67,9 +84,10 @@ def run_benchmark(config, progress=None, isolate=True):
             "bandwidth": bandwidth, "results": results}
 
 
-def _run_library(name, config, repeats, isolate, libraries, progress):
-    """The result records of one library (`repeats` samples each), each also
-    passed to `progress` as it arrives; notes the library in `libraries`."""
+def _run_library(name, config, repeats, process, libraries, progress):
+    """The result records of one library (`repeats` samples each) from its
+    worker `process` (None: in this process), each also passed to
+    `progress` as it arrives; notes the library in `libraries`."""
     task = {"library": name, "cases": config["cases"],
             "shapes": [list(s) for s in config["shapes"]], "dtype": config["dtype"],
             "threads": config["threads"], "repeats": repeats, "seed": config["seed"]}
@@ -85,12 +103,12 @@ def _run_library(name, config, repeats, isolate, libraries, progress):
             if progress is not None:
                 progress(event)
 
-    if isolate:
-        code = worker.run_in_subprocess(task, emit)
-        if code != 0:
-            _report_crash(task, received, code, emit)
-    else:
+    if process is None:
         worker.run_library(task, emit)
+        return received
+    code = process.run(task, emit)
+    if code is not None:
+        _report_crash(task, received, code, emit)
     return received
 
 

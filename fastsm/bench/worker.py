@@ -1,10 +1,14 @@
-"""Measure every (case, shape) of one library, in this process or in a fresh one.
+"""Measure every (case, shape) of one library, in this process or in a worker.
 
-Each library runs in its own process so that no thread pool of one (OpenMP,
-Eigen, OpenBLAS) spins or holds cores while another is timed.  The parent
-writes a JSON task on the worker's stdin; the worker writes one JSON event a
-line on stdout, prefixed with `PREFIX` so that anything a library prints
-there cannot be taken for a result.
+Each library runs in a process of its own, which serves it for the whole
+run: the parent writes one JSON task a line on the worker's stdin (a round
+of the library's cases), and the worker answers with one JSON event a line
+on stdout, prefixed with `PREFIX` so that anything a library prints there
+cannot be taken for a result, and ends each task with a "done" event.  The
+library is imported once, so rounds cost little beyond their samples.  No
+thread pool of one library (OpenMP, Eigen, OpenBLAS) then runs while
+another is timed: a worker waits on its stdin between tasks, and the run
+pauses between libraries for pools that spin a little after their last call.
 """
 import copy
 import json
@@ -41,7 +45,7 @@ def prepare(case, library, handle, inputs):
     return lambda: library.finish(call())
 
 
-def run_library(task, emit):
+def run_library(task, emit, handles=None):
     """Measure `task["cases"]` x `task["shapes"]` in `task["library"]`.
 
     Parameters
@@ -52,10 +56,17 @@ def run_library(task, emit):
     emit : callable
         Called with each event: one ``{"event": "library", ...}`` first, then
         one ``{"event": "result", ...}`` per case and shape.
+    handles : dict, optional
+        Libraries loaded by earlier tasks, by name and threads; a task
+        loads its library only if it is not there (and adds it).
     """
     library = LIBRARIES[task["library"]]
+    handles = {} if handles is None else handles
+    key = (library.name, task["threads"])
     try:
-        handle = library.load(task["threads"])
+        if key not in handles:
+            handles[key] = library.load(task["threads"])
+        handle = handles[key]
     except ImportError as exc:
         emit({"event": "library", "library": library.name, "status": "missing",
               "note": f"not installed ({exc})"})
@@ -131,11 +142,48 @@ def threadpool_info():
     return [{k: pool.get(k) for k in keys} for pool in threadpoolctl.threadpool_info()]
 
 
-def run_in_subprocess(task, emit):
-    """`run_library` in a fresh Python process; returns its exit code.
+class Worker:
+    """A worker process serving one library's tasks, started on the first.
 
-    Lines the worker writes to stdout that are not events go to stderr.
-    """
+    `run` returns None once the task is done, or the worker's exit code if
+    it ended before (after which the next task starts a new one)."""
+
+    def __init__(self):
+        self.process = None
+
+    def run(self, task, emit):
+        if self.process is None:
+            self.process = _start_worker()
+        try:
+            self.process.stdin.write(json.dumps(task) + "\n")
+            self.process.stdin.flush()
+        except OSError:  # it died since the last task
+            return self._ended()
+        for line in self.process.stdout:
+            if not line.startswith(PREFIX):
+                sys.stderr.write(line)
+                continue
+            event = json.loads(line[len(PREFIX):])
+            if event["event"] == "done":
+                return None
+            emit(event)
+        return self._ended()
+
+    def close(self):
+        if self.process is not None:
+            self.process.stdin.close()
+            for line in self.process.stdout:  # anything printed on the way out
+                sys.stderr.write(line)
+            self.process.wait()
+            self.process = None
+
+    def _ended(self):
+        code = self.process.wait()
+        self.process = None
+        return code
+
+
+def _start_worker():
     env = dict(os.environ)
     # The worker must import this very fastsm, also from a source tree that
     # is not installed (an installed one is found anyway; putting
@@ -148,26 +196,19 @@ def run_in_subprocess(task, emit):
     # `-m` puts the working directory first on sys.path: run from the standard
     # library's directory, so that a source tree in the caller's directory
     # (without its compiled kernels) cannot shadow the fastsm found above.
-    process = subprocess.Popen([sys.executable, "-m", "fastsm.bench", "--worker"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                               env=env, cwd=sysconfig.get_paths()["stdlib"])
-    process.stdin.write(json.dumps(task))
-    process.stdin.close()
-    for line in process.stdout:
-        if line.startswith(PREFIX):
-            emit(json.loads(line[len(PREFIX):]))
-        else:
-            sys.stderr.write(line)
-    return process.wait()
+    return subprocess.Popen([sys.executable, "-m", "fastsm.bench", "--worker"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=env, cwd=sysconfig.get_paths()["stdlib"])
 
 
 def serve():
-    """The worker process's main: a task on stdin, events on stdout."""
-    task = json.load(sys.stdin)
-
+    """The worker process's main: tasks on stdin, a line each; events on stdout."""
     def emit(event):
         sys.stdout.write(PREFIX + json.dumps(event) + "\n")
         sys.stdout.flush()
 
-    run_library(task, emit)
+    handles = {}
+    for line in sys.stdin:
+        run_library(json.loads(line), emit, handles)
+        emit({"event": "done"})
     return 0
