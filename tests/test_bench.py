@@ -152,6 +152,7 @@ def test_rounds_take_turns_and_pool_their_samples():
     assert [r["library"] for r in doc["results"]] == ["fastsm", "numpy"]
     for r in doc["results"]:
         assert r["samples"] == len(r["times"]) == 6
+        assert r["matches_reference"] is True  # compared in the first round
         assert r["median_s"] == statistics.median(r["times"])
         assert r["min_s"] == min(r["times"]) and r["max_s"] == max(r["times"])
     copy = doc["bandwidth"][0]
@@ -178,6 +179,10 @@ def test_a_case_that_fails_in_any_round_is_reported_failed():
     _pool(pooled, "k", record("ok", [2.0], matches=False))
     assert pooled["k"]["times"] == [3.0, 1.0, 2.0] and pooled["k"]["median_s"] == 2.0
     assert pooled["k"]["matches_reference"] is False
+    unchecked = record("ok", [5.0])
+    del unchecked["matches_reference"]  # a later round compares nothing
+    _pool(pooled, "k", unchecked)
+    assert pooled["k"]["matches_reference"] is False and pooled["k"]["samples"] == 4
 
 
 # Runs and the JSON document
@@ -222,10 +227,11 @@ def test_a_worker_serves_every_round_of_its_library_and_is_replaced_if_it_dies()
         events = []
         assert w.run(task, events.append) is None
         pid = w.process.pid
-        assert w.run(task, events.append) is None
+        assert w.run(dict(task, check=False), events.append) is None
         assert w.process.pid == pid  # the same process, fastsm imported once
         assert [e["event"] for e in events] == ["library", "result"] * 2
         assert all(e["status"] == "ok" for e in events)
+        assert events[1]["matches_reference"] is True and "matches_reference" not in events[3]
         # a task the worker cannot run ends it; the next task starts another
         code = w.run(dict(task, library="no-such-library"), events.append)
         assert code not in (None, 0) and w.process is None

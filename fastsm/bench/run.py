@@ -5,7 +5,8 @@ the copy bandwidth, speed-up over the NumPy reference).
 With several rounds the libraries take turns: each round measures the copy
 and then runs every library once over all cases, with its share of the
 repeats (the libraries in reverse order every other round), and each figure
-is the median over the samples of all rounds.  On a shared machine a slow
+is the median over the samples of all rounds.  Results are compared with
+the NumPy reference in the first round.  On a shared machine a slow
 minute then weighs on every library alike, instead of on whichever happened
 to run in it.
 
@@ -65,8 +66,8 @@ def run_benchmark(config, progress=None, isolate=True):
                 copy_times.setdefault(measured["bytes"], []).extend(measured["times"])
             names = config["libraries"] if k % 2 == 0 else config["libraries"][::-1]
             for name in names:
-                for record in _run_library(name, config, share, workers[name], libraries,
-                                           progress):
+                for record in _run_library(name, config, share, k == 0, workers[name],
+                                           libraries, progress):
                     _pool(pooled, (record["library"], record["op"], tuple(record["shape"])),
                           record)
                 if isolate:
@@ -84,13 +85,15 @@ def run_benchmark(config, progress=None, isolate=True):
             "bandwidth": bandwidth, "results": results}
 
 
-def _run_library(name, config, repeats, process, libraries, progress):
-    """The result records of one library (`repeats` samples each) from its
-    worker `process` (None: in this process), each also passed to
-    `progress` as it arrives; notes the library in `libraries`."""
+def _run_library(name, config, repeats, check, process, libraries, progress):
+    """The result records of one library (`repeats` samples each, compared
+    with the reference if `check`) from its worker `process` (None: in this
+    process), each also passed to `progress` as it arrives; notes the
+    library in `libraries`."""
     task = {"library": name, "cases": config["cases"],
             "shapes": [list(s) for s in config["shapes"]], "dtype": config["dtype"],
-            "threads": config["threads"], "repeats": repeats, "seed": config["seed"]}
+            "threads": config["threads"], "repeats": repeats, "seed": config["seed"],
+            "check": check}
     received = []
 
     def emit(event):
@@ -114,14 +117,17 @@ def _run_library(name, config, repeats, process, libraries, progress):
 
 def _pool(pooled, key, record):
     """Adds `record` to the one of `key` in `pooled`: the samples of both,
-    the statistics over them.  A record that failed in any round stays failed."""
+    the statistics over them.  A record that failed in any round stays
+    failed; the first round's comparison with the reference stands (later
+    rounds' records have none), unless another one disagrees."""
     first = pooled.get(key)
     if first is None or (first["status"] == "ok" and record["status"] != "ok"):
         pooled[key] = record
     elif first["status"] == "ok":
         first.update(summarize(first["times"] + record["times"]))
-        agree = (first["matches_reference"], record["matches_reference"])
-        first["matches_reference"] = None if None in agree else all(agree)
+        if "matches_reference" in record:
+            agree = (first.get("matches_reference"), record["matches_reference"])
+            first["matches_reference"] = None if None in agree else all(agree)
         first["calls_per_sample"] = min(first["calls_per_sample"], record["calls_per_sample"])
 
 
