@@ -7,7 +7,10 @@ import copy
 import importlib
 import io
 import json
+import os
 import statistics
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ from fastsm.bench.libraries import LIBRARIES, Library, api
 from fastsm.bench.report import check, markdown_table, text_table
 from fastsm.bench.run import SCHEMA, _pool, run_benchmark
 from fastsm.bench.timing import summarize, time_call
-from fastsm.bench.worker import Worker
+from fastsm.bench.worker import Worker, _cpu_ns
 
 TINY = {"cases": ["softmax"], "libraries": ["fastsm", "numpy"], "shapes": [(8, 5)],
         "dtype": "float32", "threads": 1, "repeats": 1, "seed": 0}
@@ -142,14 +145,19 @@ def test_time_call_reports_per_call_statistics():
     assert sorted(stats["times"])[1] == stats["median_s"]
 
 
-def test_rounds_take_turns_and_pool_their_samples():
+def test_rounds_take_turns_case_by_case_and_pool_their_samples():
     order = []
-    doc = run_benchmark(dict(TINY, repeats=5, rounds=2), progress=lambda r: order.append(
-        r["library"]), isolate=False)
-    # three samples a round (five rounded up to whole rounds); the second
-    # round runs the libraries in reverse
-    assert order == ["fastsm", "numpy", "numpy", "fastsm"]
-    assert [r["library"] for r in doc["results"]] == ["fastsm", "numpy"]
+    doc = run_benchmark(dict(TINY, repeats=5, rounds=2, shapes=[(8, 5), (3, 4)]),
+                        progress=lambda r: order.append((r["library"], r["shape"])),
+                        isolate=False)
+    # each shape in every library before the next shape; three samples a
+    # round (five rounded up to whole rounds); the second round runs the
+    # libraries in reverse
+    a, b = [8, 5], [3, 4]
+    assert order == [("fastsm", a), ("numpy", a), ("fastsm", b), ("numpy", b),
+                     ("numpy", a), ("fastsm", a), ("numpy", b), ("fastsm", b)]
+    assert [(r["library"], r["shape"]) for r in doc["results"]] == [
+        ("fastsm", a), ("fastsm", b), ("numpy", a), ("numpy", b)]
     for r in doc["results"]:
         assert r["samples"] == len(r["times"]) == 6
         assert r["matches_reference"] is True  # compared in the first round
@@ -229,9 +237,10 @@ def test_a_worker_serves_every_round_of_its_library_and_is_replaced_if_it_dies()
         pid = w.process.pid
         assert w.run(dict(task, check=False), events.append) is None
         assert w.process.pid == pid  # the same process, fastsm imported once
-        assert [e["event"] for e in events] == ["library", "result"] * 2
+        assert [e["event"] for e in events] == ["library", "result", "result"]
         assert all(e["status"] == "ok" for e in events)
-        assert events[1]["matches_reference"] is True and "matches_reference" not in events[3]
+        assert events[1]["matches_reference"] is True and "matches_reference" not in events[2]
+        w.settle()  # an idle worker is settled at once
         # a task the worker cannot run ends it; the next task starts another
         code = w.run(dict(task, library="no-such-library"), events.append)
         assert code not in (None, 0) and w.process is None
@@ -239,6 +248,31 @@ def test_a_worker_serves_every_round_of_its_library_and_is_replaced_if_it_dies()
     finally:
         w.close()
     assert w.process is None
+
+
+def test_the_cpu_time_of_a_process_counts_all_its_threads():
+    def burn(seconds):
+        start = time.thread_time()
+        while time.thread_time() - start < seconds:
+            pass
+
+    burnt, done = threading.Event(), threading.Event()
+
+    def other_thread():
+        burn(0.05)
+        burnt.set()
+        done.wait()  # alive while counted
+
+    before = _cpu_ns(os.getpid())
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    burn(0.05)
+    burnt.wait()
+    used = _cpu_ns(os.getpid()) - before
+    done.set()
+    thread.join()
+    assert used >= 0.09e9
+    assert _cpu_ns(2 ** 22 + 1) is None  # no such process
 
 
 def test_a_missing_library_is_skipped_with_a_note(monkeypatch):

@@ -2,13 +2,14 @@
 machine's description, and the figures derived from them (GB/s, fraction of
 the copy bandwidth, speed-up over the NumPy reference).
 
-With several rounds the libraries take turns: each round measures the copy
-and then runs every library once over all cases, with its share of the
-repeats (the libraries in reverse order every other round), and each figure
-is the median over the samples of all rounds.  Results are compared with
-the NumPy reference in the first round.  On a shared machine a slow
-minute then weighs on every library alike, instead of on whichever happened
-to run in it.
+The libraries take turns case by case: each round measures the copy, then
+for each case and shape runs every library in turn, each with its share of
+the repeats (the libraries in reverse order every other round); each figure
+is the median over the samples of all rounds.  The libraries' samples of a
+case are thus taken seconds apart, in every round, and on a shared machine
+a slow spell weighs on all of them alike instead of on whichever happened
+to run in it.  Results are compared with the NumPy reference in the first
+round.
 
 The result is a plain dict (see `SCHEMA`), written as is by ``--json``.
 """
@@ -16,7 +17,6 @@ import datetime
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 
@@ -25,11 +25,6 @@ from .cases import CASES
 from .timing import copy_bandwidth, copy_figures, samples_per_round, summarize
 
 SCHEMA = "fastsm-bench/1"
-
-# The pause after each library's turn: thread pools (OpenMP's, ONNX Runtime's)
-# spin for a while after their last call, and must not while the next
-# library is timed.
-SETTLE_SECONDS = 0.2
 
 # Environment variables that change how the libraries run; reported, never set.
 ENVIRONMENT = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
@@ -65,13 +60,12 @@ def run_benchmark(config, progress=None, isolate=True):
             for measured in _bandwidth(config, share):
                 copy_times.setdefault(measured["bytes"], []).extend(measured["times"])
             names = config["libraries"] if k % 2 == 0 else config["libraries"][::-1]
-            for name in names:
-                for record in _run_library(name, config, share, k == 0, workers[name],
-                                           libraries, progress):
-                    _pool(pooled, (record["library"], record["op"], tuple(record["shape"])),
-                          record)
-                if isolate:
-                    time.sleep(SETTLE_SECONDS)
+            for case in config["cases"]:
+                for shape in config["shapes"]:
+                    for name in names:
+                        task = _task(name, config, case, shape, share, check=k == 0)
+                        for record in _run_library(task, workers[name], libraries, progress):
+                            _pool(pooled, (name, record["op"], tuple(record["shape"])), record)
     finally:
         for w in workers.values():
             if w is not None:
@@ -85,15 +79,17 @@ def run_benchmark(config, progress=None, isolate=True):
             "bandwidth": bandwidth, "results": results}
 
 
-def _run_library(name, config, repeats, check, process, libraries, progress):
-    """The result records of one library (`repeats` samples each, compared
-    with the reference if `check`) from its worker `process` (None: in this
-    process), each also passed to `progress` as it arrives; notes the
-    library in `libraries`."""
-    task = {"library": name, "cases": config["cases"],
-            "shapes": [list(s) for s in config["shapes"]], "dtype": config["dtype"],
-            "threads": config["threads"], "repeats": repeats, "seed": config["seed"],
-            "check": check}
+def _task(name, config, case, shape, repeats, check):
+    """The worker task of library `name` for one case at one shape."""
+    return {"library": name, "cases": [case], "shapes": [list(shape)],
+            "dtype": config["dtype"], "threads": config["threads"], "repeats": repeats,
+            "seed": config["seed"], "check": check}
+
+
+def _run_library(task, process, libraries, progress):
+    """The result records of `task` from its library's worker `process`
+    (None: in this process), each also passed to `progress` as it arrives;
+    notes the library in `libraries`.  Returns once the worker is idle."""
     received = []
 
     def emit(event):
@@ -112,6 +108,8 @@ def _run_library(name, config, repeats, check, process, libraries, progress):
     code = process.run(task, emit)
     if code is not None:
         _report_crash(task, received, code, emit)
+    else:
+        process.settle()
     return received
 
 

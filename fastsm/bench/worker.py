@@ -6,9 +6,9 @@ of the library's cases), and the worker answers with one JSON event a line
 on stdout, prefixed with `PREFIX` so that anything a library prints there
 cannot be taken for a result, and ends each task with a "done" event.  The
 library is imported once, so rounds cost little beyond their samples.  No
-thread pool of one library (OpenMP, Eigen, OpenBLAS) then runs while
-another is timed: a worker waits on its stdin between tasks, and the run
-pauses between libraries for pools that spin a little after their last call.
+thread pool of one library (OpenMP, Eigen, OpenBLAS) runs while another is
+timed: a worker waits on its stdin between tasks, and the run goes on to the
+next library only once the worker is idle (`Worker.settle`).
 """
 import copy
 import json
@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import time
 
 import numpy as np
 
@@ -55,33 +56,34 @@ def run_library(task, emit, handles=None):
         ``threads``, ``repeats``, ``seed``; ``check`` (default True): compare
         each first result with the NumPy reference (``matches_reference``).
     emit : callable
-        Called with each event: one ``{"event": "library", ...}`` first, then
-        one ``{"event": "result", ...}`` per case and shape.
+        Called with each event: ``{"event": "library", ...}`` when the task
+        loads its library, then one ``{"event": "result", ...}`` per case and
+        shape.
     handles : dict, optional
         Libraries loaded by earlier tasks, by name and threads; a task
-        loads its library only if it is not there (and adds it).
+        loads its library (and adds it) only if it is not there.
     """
     library = LIBRARIES[task["library"]]
     handles = {} if handles is None else handles
     key = (library.name, task["threads"])
-    try:
-        if key not in handles:
-            handles[key] = library.load(task["threads"])
-        handle = handles[key]
-    except ImportError as exc:
-        emit({"event": "library", "library": library.name, "status": "missing",
-              "note": f"not installed ({exc})"})
-        for name in task["cases"]:
-            for shape in task["shapes"]:
-                emit(_record(CASES[name], library, shape, task["dtype"], status="skipped",
-                             note=f"{library.name} is not installed"))
-        return
-    emit({"event": "library", "library": library.name, "status": "ok",
-          "version": library.version(handle), "threads": task["threads"],
-          "threadpools": threadpool_info()})
+    if key not in handles:
+        try:
+            handle = library.load(task["threads"])
+        except ImportError as exc:
+            emit({"event": "library", "library": library.name, "status": "missing",
+                  "note": f"not installed ({exc})"})
+            for name in task["cases"]:
+                for shape in task["shapes"]:
+                    emit(_record(CASES[name], library, shape, task["dtype"],
+                                 status="skipped", note=f"{library.name} is not installed"))
+            return
+        handles[key] = handle
+        emit({"event": "library", "library": library.name, "status": "ok",
+              "version": library.version(handle), "threads": task["threads"],
+              "threadpools": threadpool_info()})
     for name in task["cases"]:
         for shape in task["shapes"]:
-            emit(measure(CASES[name], library, handle, tuple(shape), task))
+            emit(measure(CASES[name], library, handles[key], tuple(shape), task))
 
 
 def measure(case, library, handle, shape, task):
@@ -171,6 +173,21 @@ class Worker:
             emit(event)
         return self._ended()
 
+    def settle(self):
+        """Returns once the worker uses (almost) no CPU: thread pools spin
+        for a while after their last call (ONNX Runtime's for about 50 ms,
+        OpenMP's about 10 ms), and must not while another library is timed."""
+        deadline = time.monotonic() + SETTLE_MAX_SECONDS
+        used = _cpu_ns(self.process.pid)
+        while used is not None and time.monotonic() < deadline:
+            time.sleep(SETTLE_POLL_SECONDS)
+            now = _cpu_ns(self.process.pid)
+            if now is None or now - used < SETTLE_POLL_SECONDS * 1e9 / 10:
+                return
+            used = now
+        if used is None:  # no /proc to ask
+            time.sleep(SETTLE_MAX_SECONDS)
+
     def close(self):
         if self.process is not None:
             self.process.stdin.close()
@@ -183,6 +200,26 @@ class Worker:
         code = self.process.wait()
         self.process = None
         return code
+
+
+SETTLE_POLL_SECONDS = 0.005
+SETTLE_MAX_SECONDS = 0.5
+
+
+def _cpu_ns(pid):
+    """Nanoseconds on the CPU of all threads of process `pid` so far (None
+    where /proc does not say)."""
+    try:
+        total = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except FileNotFoundError:  # a thread that has just ended
+                pass
+        return total
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _start_worker():
