@@ -64,7 +64,7 @@ def run_benchmark(config, progress=None, isolate=True):
                 for shape in config["shapes"]:
                     for name in names:
                         task = _task(name, config, case, shape, share, check=k == 0)
-                        for record in _run_library(task, workers[name], libraries, progress):
+                        for record in _run_task(task, workers[name], libraries, progress):
                             _pool(pooled, (name, record["op"], tuple(record["shape"])), record)
     finally:
         for w in workers.values():
@@ -86,7 +86,7 @@ def _task(name, config, case, shape, repeats, check):
             "seed": config["seed"], "check": check}
 
 
-def _run_library(task, process, libraries, progress):
+def _run_task(task, process, libraries, progress):
     """The result records of `task` from its library's worker `process`
     (None: in this process), each also passed to `progress` as it arrives;
     notes the library in `libraries`.  Returns once the worker is idle."""

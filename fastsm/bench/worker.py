@@ -1,8 +1,8 @@
 """Measure every (case, shape) of one library, in this process or in a worker.
 
 Each library runs in a process of its own, which serves it for the whole
-run: the parent writes one JSON task a line on the worker's stdin (a round
-of the library's cases), and the worker answers with one JSON event a line
+run: the parent writes one JSON task a line on the worker's stdin (a case
+at a shape, in the runs), and the worker answers with one JSON event a line
 on stdout, prefixed with `PREFIX` so that anything a library prints there
 cannot be taken for a result, and ends each task with a "done" event.  The
 library is imported once, so rounds cost little beyond their samples.  No
@@ -26,6 +26,11 @@ from .libraries import LIBRARIES, Unavailable
 from .timing import time_call
 
 PREFIX = "fastsm-bench-event "
+
+# Worker.settle: how often it asks for a worker's CPU time, and how long it
+# waits at most (where it cannot ask, always).
+SETTLE_POLL_SECONDS = 0.005
+SETTLE_MAX_SECONDS = 0.5
 
 
 def prepare(case, library, handle, inputs):
@@ -177,16 +182,17 @@ class Worker:
         """Returns once the worker uses (almost) no CPU: thread pools spin
         for a while after their last call (ONNX Runtime's for about 50 ms,
         OpenMP's about 10 ms), and must not while another library is timed."""
-        deadline = time.monotonic() + SETTLE_MAX_SECONDS
         used = _cpu_ns(self.process.pid)
-        while used is not None and time.monotonic() < deadline:
+        if used is None:  # no /proc to ask
+            time.sleep(SETTLE_MAX_SECONDS)
+            return
+        deadline = time.monotonic() + SETTLE_MAX_SECONDS
+        while time.monotonic() < deadline:
             time.sleep(SETTLE_POLL_SECONDS)
             now = _cpu_ns(self.process.pid)
             if now is None or now - used < SETTLE_POLL_SECONDS * 1e9 / 10:
                 return
             used = now
-        if used is None:  # no /proc to ask
-            time.sleep(SETTLE_MAX_SECONDS)
 
     def close(self):
         if self.process is not None:
@@ -200,10 +206,6 @@ class Worker:
         code = self.process.wait()
         self.process = None
         return code
-
-
-SETTLE_POLL_SECONDS = 0.005
-SETTLE_MAX_SECONDS = 0.5
 
 
 def _cpu_ns(pid):
