@@ -34,11 +34,6 @@
 #include <time.h>
 
 #define FSM_MAX_THREADS 256
-/* A call is cut into up to this many ranges a thread, claimed as threads
- * come free: when one of the CPUs runs slow (shared with another process or
- * a busy hyperthread sibling), the others take over its share instead of
- * waiting for it.  Results do not depend on the split (parallel.h). */
-#define FSM_RANGES_PER_THREAD 8
 /* How long a waiting thread spins before it blocks: about as long as waking
  * a blocked thread takes (20-35 us on this 2-vCPU Zen 3 VM), so a wait costs
  * at most about twice what the best choice made knowing the future would.

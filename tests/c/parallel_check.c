@@ -51,9 +51,9 @@ static void record_range(void *ctx, ptrdiff_t begin, ptrdiff_t end)
         sleep_ns(r->dwell_ns);
 }
 
-/* The number of ranges parallel.h promises: eight per thread (threads: at
- * most max_threads and 256), at most one per task and one per grain of
- * work; one when the call stays on one thread. */
+/* The number of ranges parallel.h promises: FSM_RANGES_PER_THREAD per
+ * thread (threads: at most max_threads and 256), at most one per task and
+ * one per grain of work; one when the call stays on one thread. */
 static ptrdiff_t expected_ranges(ptrdiff_t ntasks, ptrdiff_t work, int max_threads)
 {
     const ptrdiff_t grains = ntasks * work / FSM_PARALLEL_GRAIN;
@@ -62,7 +62,7 @@ static ptrdiff_t expected_ranges(ptrdiff_t ntasks, ptrdiff_t work, int max_threa
     if (t > ntasks) t = ntasks;
     if (t <= 1)
         return 1;
-    ptrdiff_t r = 8 * t;
+    ptrdiff_t r = FSM_RANGES_PER_THREAD * t;
     if (r > grains) r = grains;
     return r < ntasks ? r : ntasks;
 }
